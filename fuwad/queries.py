@@ -1,0 +1,268 @@
+"""Every SQL statement fuwad runs, by name.
+
+Each query is one move or one read.  Parameters are ``$n``; no identifier or
+value is ever formatted into the text.  The moves a worker makes are fenced
+by its lease (``worker_id`` and ``attempts``), so a worker whose job was taken
+from it (rescued, cancelled, deleted) changes nothing.
+"""
+
+JOB_COLUMNS = """
+    id, job_name, job_class, job_data, queue, priority, status, attempts,
+    max_attempts, delay, available_at, created_at, started_at, completed_at,
+    failed_at, last_error, worker_id, leased_at
+"""
+
+# Producers -----------------------------------------------------------------
+
+# Push one job.  available_at comes from the database clock, never ours.
+PUSH_JOB = """
+INSERT INTO queue_jobs (job_name, job_class, job_data, queue, priority,
+                        max_attempts, delay, available_at)
+VALUES ($1, $2, $3::text::jsonb, $4, $5, $6, $7::integer,
+        now() + make_interval(secs => $7::integer))
+RETURNING id
+"""
+
+# Push many jobs in one statement: one round trip and one NOTIFY per queue
+# for thousands of rows.  WITH ORDINALITY keeps the ids in input order.
+PUSH_JOBS = """
+INSERT INTO queue_jobs (job_name, job_class, job_data, queue, priority,
+                        max_attempts, delay, available_at)
+SELECT n, c, d::jsonb, q, p, m, s, now() + make_interval(secs => s)
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::smallint[],
+            $6::integer[], $7::integer[])
+     WITH ORDINALITY AS t(n, c, d, q, p, m, s, ord)
+ORDER BY ord
+RETURNING id
+"""
+
+# Workers -------------------------------------------------------------------
+
+# pending -> processing for up to $3 of the best ready jobs.
+# SKIP LOCKED lets many workers claim at once without waiting on each other;
+# the CTE picks and locks the rows first so that LIMIT applies to ready
+# rows only and the UPDATE touches exactly those.
+CLAIM_JOBS = f"""
+WITH picked AS (
+    SELECT id FROM queue_jobs
+    WHERE status = 'pending'
+      AND available_at <= now()
+      AND ($2::text[] IS NULL OR queue = ANY($2::text[]))
+    ORDER BY priority DESC, available_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE queue_jobs AS j
+SET status = 'processing', attempts = j.attempts + 1, worker_id = $1,
+    leased_at = now(), started_at = now()
+FROM picked
+WHERE j.id = picked.id
+RETURNING {", ".join("j." + c.strip() for c in JOB_COLUMNS.split(","))}
+"""
+
+# Seconds until the next pending job falls due, or NULL when none waits.
+NEXT_DUE = """
+SELECT greatest(0, extract(epoch FROM min(available_at) - now()))::float8
+FROM queue_jobs
+WHERE status = 'pending'
+  AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+"""
+
+# processing -> completed for a batch of (id, attempt) held by worker $1.
+COMPLETE_JOBS = """
+UPDATE queue_jobs AS j
+SET status = 'completed', completed_at = now(), last_error = NULL,
+    worker_id = NULL, leased_at = NULL
+FROM unnest($2::bigint[], $3::integer[]) AS d(id, attempt)
+WHERE j.id = d.id AND j.attempts = d.attempt
+  AND j.worker_id = $1 AND j.status = 'processing'
+RETURNING j.id
+"""
+
+# processing -> pending (retry_in not NULL: attempts left, due after the
+# backoff) or -> failed (retry_in NULL) for a batch held by worker $1.
+FAIL_JOBS = """
+UPDATE queue_jobs AS j
+SET status = CASE WHEN d.retry_in IS NULL THEN 'failed' ELSE 'pending' END,
+    available_at = CASE WHEN d.retry_in IS NULL THEN j.available_at
+                        ELSE now() + make_interval(secs => d.retry_in) END,
+    failed_at = CASE WHEN d.retry_in IS NULL THEN now() ELSE j.failed_at END,
+    last_error = d.error, worker_id = NULL, leased_at = NULL
+FROM unnest($2::bigint[], $3::integer[], $4::text[], $5::float8[])
+     AS d(id, attempt, error, retry_in)
+WHERE j.id = d.id AND j.attempts = d.attempt
+  AND j.worker_id = $1 AND j.status = 'processing'
+RETURNING j.id
+"""
+
+# Rescue: processing -> pending (attempts left, after $3 seconds) or
+# -> failed, for every job leased by the workers in $1.  Each row moves
+# once: a second rescuer finds no row still leased to those workers.
+RESCUE_JOBS = """
+UPDATE queue_jobs AS j
+SET status = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
+                  THEN 'failed' ELSE 'pending' END,
+    available_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
+                        THEN j.available_at
+                        ELSE now() + make_interval(secs => $3) END,
+    failed_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
+                     THEN now() ELSE j.failed_at END,
+    last_error = $2, worker_id = NULL, leased_at = NULL
+WHERE j.worker_id = ANY($1::text[]) AND j.status = 'processing'
+RETURNING j.id, j.status
+"""
+
+# Rescue only the named jobs of one worker (a hard timeout names its job).
+RESCUE_JOB = """
+UPDATE queue_jobs AS j
+SET status = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
+                  THEN 'failed' ELSE 'pending' END,
+    available_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
+                        THEN j.available_at
+                        ELSE now() + make_interval(secs => $3) END,
+    failed_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
+                     THEN now() ELSE j.failed_at END,
+    last_error = $2, worker_id = NULL, leased_at = NULL
+WHERE j.id = $5 AND j.worker_id = $1 AND j.status = 'processing'
+RETURNING j.id, j.status
+"""
+
+# Tell whether job $1 is still leased to worker $2 at attempt $3.
+LEASE_HELD = """
+SELECT EXISTS (
+    SELECT 1 FROM queue_jobs
+    WHERE id = $1 AND worker_id = $2 AND attempts = $3
+      AND status = 'processing'
+)
+"""
+
+# Worker rows ---------------------------------------------------------------
+
+REGISTER_WORKER = """
+INSERT INTO queue_workers (id, host, pid, role, state, queues, supervisor_pid)
+VALUES ($1, $2, $3, $4, 'starting', $5, $6)
+ON CONFLICT (id) DO UPDATE
+SET host = EXCLUDED.host, pid = EXCLUDED.pid, role = EXCLUDED.role,
+    state = 'starting', heartbeat_at = now()
+"""
+
+# The heartbeat: the one write of heartbeat_at.
+HEARTBEAT = """
+UPDATE queue_workers
+SET heartbeat_at = now(), state = $2, current_job = $3,
+    jobs_done = $4, jobs_failed = $5
+WHERE id = $1
+RETURNING id
+"""
+
+REMOVE_WORKER = "DELETE FROM queue_workers WHERE id = $1"
+
+# Workers whose heartbeat is older than $1 seconds, by the database clock.
+STALE_WORKERS = """
+SELECT id, host, pid FROM queue_workers
+WHERE heartbeat_at < now() - make_interval(secs => $1)
+"""
+
+# Remove the rows of workers that are gone, once their jobs were rescued.
+REMOVE_WORKERS = "DELETE FROM queue_workers WHERE id = ANY($1::text[])"
+
+LIST_WORKERS = """
+SELECT id, host, pid, role, state, queues, current_job, jobs_done,
+       jobs_failed, supervisor_pid, started_at, heartbeat_at,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age
+FROM queue_workers
+ORDER BY host, pid
+"""
+
+# Operators -----------------------------------------------------------------
+
+GET_JOB = f"SELECT {JOB_COLUMNS} FROM queue_jobs WHERE id = $1"
+
+GET_PENDING_JOBS = f"""
+SELECT {JOB_COLUMNS} FROM queue_jobs
+WHERE status = 'pending'
+  AND ($2::text IS NULL OR queue = $2)
+ORDER BY priority DESC, available_at, id
+LIMIT $1
+"""
+
+# A page of jobs, newest first, with optional filters.
+LIST_JOBS = f"""
+SELECT {JOB_COLUMNS} FROM queue_jobs
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR queue = $2)
+  AND ($3::text IS NULL OR job_class = $3)
+ORDER BY id DESC
+LIMIT $4 OFFSET $5
+"""
+
+COUNT_JOBS = """
+SELECT count(*) FROM queue_jobs
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR queue = $2)
+  AND ($3::text IS NULL OR job_class = $3)
+"""
+
+# failed | completed -> pending, due after $2 seconds, with attempts reset.
+RETRY_JOB = """
+UPDATE queue_jobs
+SET status = 'pending', attempts = 0, available_at = now()
+        + make_interval(secs => $2),
+    completed_at = NULL, failed_at = NULL, worker_id = NULL, leased_at = NULL
+WHERE id = $1 AND status IN ('failed', 'completed')
+RETURNING id
+"""
+
+# pending | processing -> cancelled.  A worker still running the job loses
+# its lease here, so its late outcome changes nothing.
+CANCEL_JOB = """
+UPDATE queue_jobs
+SET status = 'cancelled', worker_id = NULL, leased_at = NULL,
+    failed_at = now()
+WHERE id = $1 AND status IN ('pending', 'processing')
+RETURNING id
+"""
+
+# An operator's manual moves, outside any lease.
+MARK_COMPLETED = """
+UPDATE queue_jobs
+SET status = 'completed', completed_at = now(), worker_id = NULL,
+    leased_at = NULL
+WHERE id = $1 AND status IN ('pending', 'processing')
+RETURNING id
+"""
+
+MARK_FAILED = """
+UPDATE queue_jobs
+SET status = 'failed', failed_at = now(), last_error = $2, worker_id = NULL,
+    leased_at = NULL
+WHERE id = $1 AND status IN ('pending', 'processing')
+RETURNING id
+"""
+
+DELETE_JOB = "DELETE FROM queue_jobs WHERE id = $1 RETURNING id, status"
+
+JOB_STATUS = "SELECT status FROM queue_jobs WHERE id = $1"
+
+STATS = "SELECT status, count(*) FROM queue_jobs GROUP BY status"
+
+# Ready jobs: how many, and how long the oldest has waited.
+READY = """
+SELECT count(*),
+       coalesce(extract(epoch FROM now() - min(available_at)), 0)::float8
+FROM queue_jobs
+WHERE status = 'pending' AND available_at <= now()
+"""
+
+# Delete finished jobs older than their time to live.
+CLEANUP = """
+WITH gone AS (
+    DELETE FROM queue_jobs
+    WHERE (status = 'completed'
+           AND completed_at < now() - make_interval(secs => $1))
+       OR (status IN ('failed', 'cancelled')
+           AND failed_at < now() - make_interval(secs => $2))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
