@@ -1,0 +1,1 @@
+"""The control socket: how fuwactl and the HTTP API steer the daemon."""

@@ -1,0 +1,1 @@
+"""The HTTP side of fuwad: the REST API and the admin page."""
