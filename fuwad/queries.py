@@ -95,45 +95,57 @@ WHERE j.id = d.id AND j.attempts = d.attempt
 RETURNING j.id
 """
 
-# Rescue: processing -> pending (attempts left, after $3 seconds) or
-# -> failed, for every job leased by the workers in $1.  Each row moves
-# once: a second rescuer finds no row still leased to those workers.
+# Rescue: processing -> pending (attempts left) or -> failed, for every
+# job leased by the workers in $1, with $2 as the reason.  A worker that
+# died is not its job's fault, so such jobs are due at once ($3 = 0); a
+# job killed for running past its timeout backs off from $3 seconds,
+# doubling per attempt up to $5.  Each row moves once: a second rescuer
+# finds no row still leased to those workers.
 RESCUE_JOBS = """
 UPDATE queue_jobs AS j
 SET status = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
                   THEN 'failed' ELSE 'pending' END,
     available_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
                         THEN j.available_at
-                        ELSE now() + make_interval(secs => $3) END,
+                        ELSE now() + make_interval(secs => least(
+                            $5::float8,
+                            $3::float8 * power(2, least(j.attempts - 1, 40))))
+                   END,
     failed_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
                      THEN now() ELSE j.failed_at END,
     last_error = $2, worker_id = NULL, leased_at = NULL
 WHERE j.worker_id = ANY($1::text[]) AND j.status = 'processing'
+  AND ($6::bigint[] IS NULL OR j.id = ANY($6::bigint[]))
 RETURNING j.id, j.status
 """
 
-# Rescue only the named jobs of one worker (a hard timeout names its job).
-RESCUE_JOB = """
-UPDATE queue_jobs AS j
-SET status = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
-                  THEN 'failed' ELSE 'pending' END,
-    available_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
-                        THEN j.available_at
-                        ELSE now() + make_interval(secs => $3) END,
-    failed_at = CASE WHEN j.attempts >= coalesce(j.max_attempts, $4)
-                     THEN now() ELSE j.failed_at END,
-    last_error = $2, worker_id = NULL, leased_at = NULL
-WHERE j.id = $5 AND j.worker_id = $1 AND j.status = 'processing'
-RETURNING j.id, j.status
+# Hand back a draining worker's unfinished jobs: processing -> pending,
+# due at once, and the interrupted attempt is not counted.
+HAND_BACK_JOBS = """
+UPDATE queue_jobs
+SET status = 'pending', attempts = greatest(attempts - 1, 0),
+    available_at = now(), worker_id = NULL, leased_at = NULL,
+    last_error = $3
+WHERE worker_id = $1 AND id = ANY($2::bigint[]) AND status = 'processing'
+RETURNING id
 """
 
-# Tell whether job $1 is still leased to worker $2 at attempt $3.
-LEASE_HELD = """
-SELECT EXISTS (
-    SELECT 1 FROM queue_jobs
-    WHERE id = $1 AND worker_id = $2 AND attempts = $3
-      AND status = 'processing'
-)
+# Which of the jobs in $2 worker $1 still holds.
+HELD_JOBS = """
+SELECT id FROM queue_jobs
+WHERE id = ANY($2::bigint[]) AND worker_id = $1 AND status = 'processing'
+"""
+
+# Workers whose heartbeat stopped more than $1 seconds ago, by the database
+# clock, and workers on host $2 whose process is gone (the caller checks
+# pids).  Locked so that two rescuers never work on the same row.
+RESCUE_CANDIDATES = """
+SELECT id, host, pid, supervisor_pid,
+       heartbeat_at < now() - make_interval(secs => $1) AS stale
+FROM queue_workers
+WHERE id <> $3
+  AND (heartbeat_at < now() - make_interval(secs => $1) OR host = $2)
+FOR UPDATE SKIP LOCKED
 """
 
 # Worker rows ---------------------------------------------------------------
@@ -156,12 +168,6 @@ RETURNING id
 """
 
 REMOVE_WORKER = "DELETE FROM queue_workers WHERE id = $1"
-
-# Workers whose heartbeat is older than $1 seconds, by the database clock.
-STALE_WORKERS = """
-SELECT id, host, pid FROM queue_workers
-WHERE heartbeat_at < now() - make_interval(secs => $1)
-"""
 
 # Remove the rows of workers that are gone, once their jobs were rescued.
 REMOVE_WORKERS = "DELETE FROM queue_workers WHERE id = ANY($1::text[])"

@@ -67,25 +67,53 @@ CREATE TABLE queue_api_tokens (
 
 -- Wake the workers: one NOTIFY per statement and queue, never per row, and
 -- only the queue's name as payload (a payload is capped at 8000 bytes).
-CREATE FUNCTION queue_jobs_notify() RETURNS trigger
+CREATE FUNCTION queue_jobs_notify_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-    name text;
 BEGIN
-    FOR name IN
-        SELECT DISTINCT queue FROM changed
-        WHERE status = 'pending' AND available_at <= now()
-    LOOP
-        PERFORM pg_notify('fuwad_jobs', name);
-    END LOOP;
+    PERFORM pg_notify('fuwad_jobs', q)
+    FROM (SELECT DISTINCT queue AS q FROM changed
+          WHERE status = 'pending' AND available_at <= now()) AS ready;
+    RETURN NULL;
+END;
+$$;
+
+-- On update, also tell the workers which running jobs were cancelled, so
+-- the one running each stops it: ids in batches of 500 per NOTIFY.
+CREATE FUNCTION queue_jobs_notify_update() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('fuwad_jobs', q)
+    FROM (SELECT DISTINCT queue AS q FROM changed
+          WHERE status = 'pending' AND available_at <= now()) AS ready;
+    PERFORM pg_notify('fuwad_stop', ids)
+    FROM (SELECT string_agg(n.id::text, ',') AS ids
+          FROM changed AS n JOIN before AS o ON o.id = n.id
+          WHERE o.status = 'processing' AND n.status = 'cancelled'
+          GROUP BY n.id / 500) AS stopped;
+    RETURN NULL;
+END;
+$$;
+
+-- A deleted running job must stop too.
+CREATE FUNCTION queue_jobs_notify_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('fuwad_stop', ids)
+    FROM (SELECT string_agg(id::text, ',') AS ids FROM before
+          WHERE status = 'processing' GROUP BY id / 500) AS stopped;
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER queue_jobs_notify_insert
     AFTER INSERT ON queue_jobs REFERENCING NEW TABLE AS changed
-    FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify();
+    FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify_insert();
 
 CREATE TRIGGER queue_jobs_notify_update
-    AFTER UPDATE ON queue_jobs REFERENCING NEW TABLE AS changed
-    FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify();
+    AFTER UPDATE ON queue_jobs
+    REFERENCING OLD TABLE AS before NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify_update();
+
+CREATE TRIGGER queue_jobs_notify_delete
+    AFTER DELETE ON queue_jobs REFERENCING OLD TABLE AS before
+    FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify_delete();
