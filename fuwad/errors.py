@@ -52,3 +52,15 @@ class ProtocolError(FuwadError):
 
 class DaemonNotRunning(FuwadError):
     """Nothing answers on the control socket."""
+
+
+class ControlError(FuwadError):
+    """The daemon refused or failed a control command; the message says why."""
+
+
+class ControlTimeout(ControlError, TimeoutError):
+    """The daemon did not answer a control command in time."""
+
+
+class DaemonAlreadyRunning(ControlError):
+    """Another live daemon already listens on the control socket."""
