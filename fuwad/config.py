@@ -71,6 +71,26 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """The HTTP API's rate limits, and an optional users table query.
+
+    ``rate_*`` are requests per second a token of that role may make,
+    ``burst_*`` how many it may make at once; a rate of 0 sets no limit.
+    ``failed_*`` limit failed authentications per client address.
+    """
+
+    rate_viewer: float = 10.0
+    burst_viewer: int = 120
+    rate_operator: float = 10.0
+    burst_operator: int = 120
+    rate_admin: float = 20.0
+    burst_admin: int = 240
+    failed_rate: float = 0.2
+    failed_burst: int = 20
+    users_query: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ControlConfig:
     socket: str = ""
     group: str = ""
@@ -88,6 +108,7 @@ class Config:
     queue: QueueConfig = field(default_factory=QueueConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = ""
@@ -118,6 +139,7 @@ SECTIONS: dict[str, type[Any]] = {
     "queue": QueueConfig,
     "database": DatabaseConfig,
     "http": HttpConfig,
+    "auth": AuthConfig,
     "control": ControlConfig,
     "log": LogConfig,
 }

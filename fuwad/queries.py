@@ -272,3 +272,103 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone
 """
+
+# HTTP API ------------------------------------------------------------------
+
+# Jobs per status and queue, for /metrics.
+JOBS_BY_STATUS_QUEUE = """
+SELECT status, queue, count(*) AS count FROM queue_jobs
+GROUP BY status, queue
+ORDER BY status, queue
+"""
+
+# Workers per state, and the jobs the live ones finished, for /metrics.
+WORKERS_BY_STATE = """
+SELECT state, count(*) AS count, sum(jobs_done)::bigint AS jobs_done,
+       sum(jobs_failed)::bigint AS jobs_failed
+FROM queue_workers
+GROUP BY state
+ORDER BY state
+"""
+
+# Jobs completed and failed in each of the last 60 minutes, oldest first,
+# every minute present even when nothing happened in it.
+PER_MINUTE = """
+WITH minutes AS (
+    SELECT generate_series(date_trunc('minute', now()) - interval '59 min',
+                           date_trunc('minute', now()),
+                           interval '1 min') AS minute
+), done AS (
+    SELECT date_trunc('minute', completed_at) AS minute, count(*) AS n
+    FROM queue_jobs
+    WHERE status = 'completed'
+      AND completed_at >= date_trunc('minute', now()) - interval '59 min'
+    GROUP BY 1
+), failed AS (
+    SELECT date_trunc('minute', failed_at) AS minute, count(*) AS n
+    FROM queue_jobs
+    WHERE status = 'failed'
+      AND failed_at >= date_trunc('minute', now()) - interval '59 min'
+    GROUP BY 1
+)
+SELECT m.minute, coalesce(d.n, 0) AS completed, coalesce(f.n, 0) AS failed
+FROM minutes AS m
+LEFT JOIN done AS d USING (minute)
+LEFT JOIN failed AS f USING (minute)
+ORDER BY m.minute
+"""
+
+# Make a token.  A revoked or expired token's name is taken over; an active
+# one's is not (the WHERE leaves the row alone and nothing is returned).
+CREATE_TOKEN = """
+INSERT INTO queue_api_tokens (name, token_hash, role, expires_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::integer))
+ON CONFLICT (name) DO UPDATE
+SET token_hash = EXCLUDED.token_hash, role = EXCLUDED.role,
+    expires_at = EXCLUDED.expires_at, created_at = now(), revoked_at = NULL,
+    last_used_at = NULL
+WHERE queue_api_tokens.revoked_at IS NOT NULL
+   OR queue_api_tokens.expires_at <= now()
+RETURNING name, role, created_at, expires_at, revoked_at, last_used_at,
+          'active' AS state
+"""
+
+TOKEN_STATE = """
+CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+     WHEN expires_at <= now() THEN 'expired'
+     ELSE 'active' END
+"""
+
+LIST_TOKENS = f"""
+SELECT name, role, created_at, expires_at, revoked_at, last_used_at,
+       {TOKEN_STATE} AS state
+FROM queue_api_tokens
+ORDER BY name
+"""
+
+REVOKE_TOKEN = f"""
+UPDATE queue_api_tokens SET revoked_at = coalesce(revoked_at, now())
+WHERE name = $1
+RETURNING name, role, created_at, expires_at, revoked_at, last_used_at,
+          {TOKEN_STATE} AS state
+"""
+
+COUNT_ACTIVE_TOKENS = """
+SELECT count(*) FROM queue_api_tokens
+WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+"""
+
+# Find a token by its hash; expiry by the database clock.
+FIND_TOKEN = """
+SELECT id, name, role, token_hash, revoked_at IS NOT NULL AS revoked,
+       coalesce(expires_at <= now(), false) AS expired
+FROM queue_api_tokens
+WHERE token_hash = $1
+"""
+
+# Note a token's use at most once a minute, so that reads stay reads.
+TOUCH_TOKEN = """
+UPDATE queue_api_tokens SET last_used_at = now()
+WHERE id = $1
+  AND (last_used_at IS NULL OR last_used_at < now() - interval '1 min')
+"""
