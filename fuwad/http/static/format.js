@@ -1,0 +1,111 @@
+// How numbers and times read on the page.
+
+import { serverNow } from "./api.js";
+
+const UNITS = [
+  [86400, "d"],
+  [3600, "h"],
+  [60, "min"],
+  [1, "s"],
+];
+
+// A duration in seconds as the two largest units: "3 min 20 s".
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(+seconds)) {
+    return "–";
+  }
+  let left = Math.max(0, Math.round(+seconds));
+  if (left === 0) {
+    return "0 s";
+  }
+  const parts = [];
+  for (const [size, unit] of UNITS) {
+    if (left >= size && parts.length < 2) {
+      parts.push(`${Math.floor(left / size)} ${unit}`);
+      left %= size;
+    } else if (parts.length) {
+      break;
+    }
+  }
+  return parts.join(" ");
+}
+
+export function parseTime(iso) {
+  if (!iso) {
+    return null;
+  }
+  const ms = Date.parse(iso);
+  return Number.isFinite(ms) ? ms : null;
+}
+
+// "12 s ago", "in 3 min", "just now".
+export function relative(iso) {
+  const ms = parseTime(iso);
+  if (ms === null) {
+    return "–";
+  }
+  const diff = (serverNow() - ms) / 1000;
+  if (Math.abs(diff) < 2) {
+    return "just now";
+  }
+  const span = duration(Math.abs(diff)).split(" ").slice(0, 2).join(" ");
+  return diff > 0 ? `${span} ago` : `in ${span}`;
+}
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+// The exact time in the reader's zone, with the zone's offset spelled out.
+export function exact(iso) {
+  const ms = parseTime(iso);
+  if (ms === null) {
+    return "";
+  }
+  const d = new Date(ms);
+  const offset = -d.getTimezoneOffset();
+  const sign = offset >= 0 ? "+" : "-";
+  const zone = `UTC${sign}${pad(Math.floor(Math.abs(offset) / 60))}:` +
+    pad(Math.abs(offset) % 60);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ` +
+    zone;
+}
+
+export function clock(iso) {
+  const ms = parseTime(iso);
+  if (ms === null) {
+    return "";
+  }
+  const d = new Date(ms);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+export function count(n) {
+  return Number.isFinite(+n) ? Number(n).toLocaleString("en") : "–";
+}
+
+export function priorityName(p) {
+  if (p >= 10) {
+    return `${p} high`;
+  }
+  if (p <= 1) {
+    return `${p} low`;
+  }
+  return p === 5 ? "5 normal" : String(p);
+}
+
+export function attempts(job) {
+  const max = job.max_attempts === null || job.max_attempts === undefined
+    ? "default" : job.max_attempts;
+  return `${job.attempts} of ${max}`;
+}
+
+// Job data as indented JSON.
+export function prettyJson(value) {
+  try {
+    return JSON.stringify(value, null, 2) ?? "null";
+  } catch (err) {
+    return String(value);
+  }
+}
