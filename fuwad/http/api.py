@@ -1,0 +1,447 @@
+"""The REST API under /api/queue: its handlers and its one route table.
+
+Handlers stay thin: read and check the input, call :class:`QueueManager`
+(jobs live in the database) or the control socket (workers and the monitor
+live in the daemon), and wrap the answer in the envelope.  Who may call
+what is in :data:`ENDPOINTS`, enforced by :func:`fuwad.http.auth.guard`
+before a handler runs.  Error codes:
+
+- 400: the input is wrong (the message says which field and why);
+- 404: no job has that id;
+- 409: the job is in a state that cannot make the asked move;
+- 413: the body is larger than ``[http] max_body_bytes``;
+- 503: the database or the daemon does not answer (or the daemon refuses
+  this process on its control socket).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from fuwad import queries
+from fuwad.control.client import AsyncControlClient
+from fuwad.errors import (
+    DatabaseError,
+    FuwadError,
+    InvalidJob,
+    InvalidMove,
+    JobNotFound,
+)
+from fuwad.handler import Job
+from fuwad.http.common import AUDIT_JOB, CONFIG, IDENTITY, MANAGER, ApiError, ok
+from fuwad.manager import parse_status
+from fuwad.tokens import Identity, Role
+
+log = logging.getLogger("fuwad.http.api")
+
+PREFIX = "/api/queue"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200  # larger limits are cut to this; the answer says which
+MAX_PAGE = 1_000_000
+MAX_ID = 2**63 - 1
+MAX_FILTER_CHARS = 255
+HEALTH_TIMEOUT_S = 5.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+# Input ---------------------------------------------------------------------
+
+def _text(value: str, name: str) -> str:
+    """Refuse text PostgreSQL would refuse, before it reaches a query."""
+    if "\x00" in value:
+        raise ApiError(400, f"{name} must not hold a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"{name} must be valid UTF-8 text") from None
+    return value
+
+
+def _whole(raw: str, name: str, low: int, high: int) -> int:
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ApiError(
+            400, f"{name} must be a whole number from {low}, not {raw[:40]!r}"
+        )
+    value = int(text)
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be {low} to {high}, not {value}")
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int | None,
+              low: int, high: int) -> int:
+    """Return the whole-number query parameter ``name``."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ApiError(400, f"the query parameter {name} is required, "
+                           f"such as ?{name}=1")
+        return default
+    return _whole(raw, name, low, high)
+
+
+def query_text(request: web.Request, name: str) -> str | None:
+    """Return the text query parameter ``name``, None when absent or
+    empty."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    if len(raw) > MAX_FILTER_CHARS:
+        raise ApiError(
+            400, f"{name} must be at most {MAX_FILTER_CHARS} characters"
+        )
+    return _text(raw, name)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_body(request: web.Request, fields: Mapping[str, bool],
+                    example: str) -> dict[str, Any]:
+    """Return the JSON object in the body, with only ``fields`` (name ->
+    required) in it."""
+    limit = request.app[CONFIG].http.max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    if len(raw) > limit:
+        raise _too_large(limit)
+    needed = [name for name, required in fields.items() if required]
+    if not raw.strip() and not needed:
+        return {}
+    try:
+        body = json.loads(raw.decode("utf-8"),
+                          parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(
+            400, f"the body must be a JSON object, such as {example}"
+        )
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(
+            400, f"unknown field {unknown[0][:40]!r}; this call takes "
+            f"{', '.join(fields) or 'no fields'}"
+        )
+    for name in needed:
+        if name not in body:
+            raise ApiError(400, f"the body needs {name}, such as {example}")
+    return body
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, f"the body is over the {limit}-byte limit ([http] max_body_bytes)"
+    )
+
+
+def body_id(request: web.Request, body: Mapping[str, Any]) -> int:
+    """Return the body's job id, remembered for the audit log."""
+    value = body.get("id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(
+            400, f"id must be a positive whole number, not {str(value)[:40]}"
+        )
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(400, f"id must be 1 to {MAX_ID}, not {value}")
+    request[AUDIT_JOB] = value
+    return value
+
+
+# Output --------------------------------------------------------------------
+
+def job_dict(job: Job) -> dict[str, Any]:
+    """Return a job as the API shows it."""
+    return {name: getattr(job, name) for name in Job.__slots__}
+
+
+def _identity(request: web.Request) -> Identity:
+    who = request.get(IDENTITY)
+    if not isinstance(who, Identity):  # the guard always sets it
+        raise ApiError(401, "this call needs an API token")
+    return who
+
+
+def _job_error(exc: FuwadError) -> ApiError:
+    if isinstance(exc, JobNotFound):
+        return ApiError(404, f"job {exc.job_id} does not exist")
+    if isinstance(exc, InvalidMove):
+        return ApiError(409, str(exc))
+    return ApiError(400, str(exc))
+
+
+# Jobs ----------------------------------------------------------------------
+
+async def whoami(request: web.Request) -> web.Response:
+    """Name the caller's token and role."""
+    who = _identity(request)
+    return ok({"name": who.name, "role": who.role.value}, "token is valid")
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Count jobs by status, ready jobs, and finishes per minute."""
+    manager = request.app[MANAGER]
+    counts: dict[str, Any] = dict(await manager.get_stats())
+    ready, oldest = await manager.ready()
+    rows = await manager.pool.fetch(queries.PER_MINUTE)
+    counts["ready"] = ready
+    counts["oldest_ready_age_s"] = round(max(0.0, oldest), 3)
+    counts["per_minute"] = [
+        {"minute": row["minute"], "completed": int(row["completed"]),
+         "failed": int(row["failed"])}
+        for row in rows
+    ]
+    return ok(counts, "queue statistics")
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """One page of jobs, newest first."""
+    page = query_int(request, "page", 1, 1, MAX_PAGE)
+    limit = min(query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_ID),
+                MAX_LIMIT)
+    status = query_text(request, "status")
+    queue = query_text(request, "queue")
+    job_class = query_text(request, "job_class")
+    try:
+        if status is not None:
+            status = parse_status(status)
+        jobs, total = await request.app[MANAGER].list_jobs(
+            status=status, page=page, limit=limit, queue=queue,
+            job_class=job_class,
+        )
+    except InvalidJob as exc:
+        raise _job_error(exc) from None
+    data = {"jobs": [job_dict(j) for j in jobs], "total": total,
+            "page": page, "limit": limit}
+    return ok(data, f"{len(jobs)} of {total} jobs")
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """One job by id."""
+    job_id = query_int(request, "id", None, 1, MAX_ID)
+    try:
+        job = await request.app[MANAGER].get_job(job_id)
+    except (InvalidJob, JobNotFound) as exc:
+        raise _job_error(exc) from None
+    return ok(job_dict(job), f"job {job_id}")
+
+
+async def _status_after(request: web.Request, job_id: int) -> str:
+    try:
+        return (await request.app[MANAGER].get_job(job_id)).status
+    except JobNotFound:
+        return "deleted"  # deleted by someone else since the move
+
+
+async def retry(request: web.Request) -> web.Response:
+    """failed | completed -> pending, after an optional delay."""
+    body = await read_body(request, {"id": True, "delay": False},
+                           '{"id": 12, "delay": 60}')
+    job_id = body_id(request, body)
+    delay = body.get("delay", 0)
+    if delay is None:
+        delay = 0
+    if isinstance(delay, bool) or not isinstance(delay, int | float | str):
+        raise ApiError(
+            400, "delay must be seconds, or text such as '+10 minutes'"
+        )
+    try:
+        await request.app[MANAGER].retry(job_id, delay)
+    except (InvalidJob, JobNotFound, InvalidMove) as exc:
+        raise _job_error(exc) from None
+    status = await _status_after(request, job_id)
+    return ok({"id": job_id, "status": status}, f"job {job_id} retried")
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """pending | processing -> cancelled."""
+    body = await read_body(request, {"id": True}, '{"id": 12}')
+    job_id = body_id(request, body)
+    try:
+        await request.app[MANAGER].cancel(job_id)
+    except (InvalidJob, JobNotFound, InvalidMove) as exc:
+        raise _job_error(exc) from None
+    status = await _status_after(request, job_id)
+    return ok({"id": job_id, "status": status}, f"job {job_id} cancelled")
+
+
+async def delete(request: web.Request) -> web.Response:
+    """Delete one job, whatever its status."""
+    body = await read_body(request, {"id": True}, '{"id": 12}')
+    job_id = body_id(request, body)
+    try:
+        await request.app[MANAGER].delete(job_id)
+    except (InvalidJob, JobNotFound) as exc:
+        raise _job_error(exc) from None
+    return ok({"id": job_id, "status": "deleted"}, f"job {job_id} deleted")
+
+
+async def cleanup(request: web.Request) -> web.Response:
+    """Delete finished jobs past their time to live."""
+    await read_body(request, {}, "{}")
+    count = await request.app[MANAGER].cleanup()
+    return ok({"cleaned_count": count}, f"{count} finished jobs removed")
+
+
+# Workers and the monitor, over the control socket ---------------------------
+
+async def control(request: web.Request, command: str) -> Any:
+    """Send ``command`` to the daemon; return its answer's data."""
+    client = AsyncControlClient.from_config(request.app[CONFIG])
+    try:
+        return await client.request(command)
+    except FuwadError as exc:
+        # Not running, timed out, refused this user or answered garbage:
+        # each message says which, and what to do.
+        log.warning("control failed cmd=%s error=%s", command,
+                    type(exc).__name__)
+        raise ApiError(503, str(exc)) from None
+
+
+WORKER_FIELDS = ("id", "host", "pid", "role", "state", "current_job",
+                 "heartbeat_age", "jobs_done")
+
+
+def merge_workers(live: Any, rows: list[dict[str, Any]],
+                  host: str) -> list[dict[str, Any]]:
+    """Join the daemon's view of its workers with the database's rows.
+
+    The daemon's fields win, being fresher; a row is matched by pid on
+    this host.  Rows no daemon entry matched (other hosts, stopped
+    daemons) follow with ``source`` "database".
+    """
+    entries = live if isinstance(live, list) else []
+    if isinstance(live, dict) and isinstance(live.get("workers"), list):
+        entries = live["workers"]
+    merged: list[dict[str, Any]] = []
+    used: set[int] = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        match = next(
+            (i for i, row in enumerate(rows)
+             if i not in used and row["pid"] == entry.get("pid")
+             and row["host"] == entry.get("host", host)),
+            None,
+        )
+        base = {} if match is None else dict(rows[match])
+        if match is not None:
+            used.add(match)
+        merged.append({**base, **entry, "source": "supervisor"})
+    for i, row in enumerate(rows):
+        if i not in used:
+            merged.append({**row, "source": "database"})
+    for worker in merged:
+        for name in WORKER_FIELDS:
+            worker.setdefault(name, None)
+    return merged
+
+
+async def workers(request: web.Request) -> web.Response:
+    """The daemon's workers with their database rows."""
+    live = await control(request, "workers")
+    rows = await request.app[MANAGER].pool.fetch(queries.LIST_WORKERS)
+    merged = merge_workers(live, [dict(r) for r in rows],
+                           socket.gethostname())
+    return ok({"workers": merged}, f"{len(merged)} workers")
+
+
+def _running(answer: Any) -> bool:
+    if isinstance(answer, dict):
+        return bool(answer.get("running"))
+    return bool(answer)
+
+
+async def monitor_start(request: web.Request) -> web.Response:
+    """Bring the worker pool back."""
+    await read_body(request, {}, "{}")
+    running = _running(await control(request, "monitor.start"))
+    return ok({"running": running}, "monitor started")
+
+
+async def monitor_stop(request: web.Request) -> web.Response:
+    """Drain every worker; the daemon stays up."""
+    await read_body(request, {}, "{}")
+    running = _running(await control(request, "monitor.stop"))
+    return ok({"running": running}, "monitor stopped")
+
+
+async def monitor_running(request: web.Request) -> web.Response:
+    """Tell whether the worker pool runs."""
+    running = _running(await control(request, "monitor.running"))
+    return ok({"running": running},
+              "monitor is running" if running else "monitor is stopped")
+
+
+# Operations ----------------------------------------------------------------
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database and the daemon answer, else 503."""
+    problems = []
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            await request.app[MANAGER].pool.fetchval("SELECT 1")
+    except (OSError, TimeoutError, DatabaseError, asyncpg.PostgresError,
+            asyncpg.InterfaceError) as exc:
+        log.warning("health database failed error=%s", type(exc).__name__)
+        problems.append("database unreachable")
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            await AsyncControlClient.from_config(
+                request.app[CONFIG]).request("ping")
+    except (TimeoutError, FuwadError) as exc:
+        log.debug("health daemon failed error=%s", type(exc).__name__)
+        problems.append("supervisor not reachable")
+    if problems:
+        raise ApiError(503, "unhealthy: " + ", ".join(problems))
+    return ok({"database": "ok", "supervisor": "ok"}, "healthy")
+
+
+# The route table -----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One route: who may call it and, for a change, its audit name."""
+
+    method: str
+    path: str
+    handler: Handler
+    role: Role | None  # None: no token needed
+    action: str | None = None  # names a change in the audit log
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", f"{PREFIX}/whoami", whoami, Role.VIEWER),
+    Endpoint("GET", f"{PREFIX}/stats", stats, Role.VIEWER),
+    Endpoint("GET", f"{PREFIX}/jobs", list_jobs, Role.VIEWER),
+    Endpoint("GET", f"{PREFIX}/job", get_job, Role.VIEWER),
+    Endpoint("POST", f"{PREFIX}/retry", retry, Role.OPERATOR, "retry"),
+    Endpoint("POST", f"{PREFIX}/cancel", cancel, Role.OPERATOR, "cancel"),
+    Endpoint("DELETE", f"{PREFIX}/delete", delete, Role.ADMIN, "delete"),
+    Endpoint("POST", f"{PREFIX}/cleanup", cleanup, Role.ADMIN, "cleanup"),
+    Endpoint("GET", f"{PREFIX}/workers", workers, Role.VIEWER),
+    Endpoint("POST", f"{PREFIX}/monitor/start", monitor_start, Role.ADMIN,
+             "monitor.start"),
+    Endpoint("POST", f"{PREFIX}/monitor/stop", monitor_stop, Role.ADMIN,
+             "monitor.stop"),
+    Endpoint("GET", f"{PREFIX}/monitor/running", monitor_running,
+             Role.VIEWER),
+    Endpoint("GET", "/healthz", healthz, None),
+)

@@ -1,0 +1,182 @@
+"""The HTTP server: the app, its one route table, its envelope, serving.
+
+:func:`make_app` builds the aiohttp application (the REST API of
+:mod:`fuwad.http.api`, /metrics, the OpenAPI document and the admin page of
+:mod:`fuwad.http.admin`); its database pool opens and closes in
+``cleanup_ctx``.  :func:`serve` runs it until SIGTERM or SIGINT, for
+``fuwad http`` and the daemon's HTTP child.  Outside /admin every answer,
+refusals and failures included, is the JSON envelope; a failure nobody
+expected answers 500 with a request id, and only the log holds the details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import uvloop
+from aiohttp import web
+
+from fuwad import db, migrate, tokens
+from fuwad.config import Config
+from fuwad.errors import DatabaseError, FuwadError
+from fuwad.http import admin, api, metrics, openapi
+from fuwad.http.api import PREFIX, Endpoint
+from fuwad.http.auth import AUTHENTICATOR, Authenticator, guard
+from fuwad.http.common import CONFIG, MANAGER, REQUEST_ID, ApiError, refuse
+from fuwad.manager import QueueManager
+
+log = logging.getLogger("fuwad.http")
+
+ADMIN_PREFIX = "/admin"
+
+# The one route table: the API, then the routes that are not the API's.
+ROUTES: tuple[Endpoint, ...] = (
+    *api.ENDPOINTS,
+    Endpoint("GET", "/metrics", metrics.metrics, None),
+    Endpoint("GET", f"{PREFIX}/openapi.json", openapi.document, None),
+)
+
+_LOST_DATABASE = (OSError, asyncpg.InterfaceError,
+                  asyncpg.PostgresConnectionError)
+
+
+class HttpError(FuwadError):
+    """The HTTP server cannot start as configured."""
+
+
+def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+    path = request.path[:100]
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"{request.method[:10]} is not allowed on {path}; use {allowed}"
+    if isinstance(exc, web.HTTPNotFound):
+        return (f"no endpoint at {path}; the API is described at "
+                f"{PREFIX}/openapi.json")
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return "the body is over the limit ([http] max_body_bytes)"
+    return exc.reason or "refused"
+
+
+@web.middleware
+async def envelope_middleware(
+    request: web.Request,
+    handler: Callable[[web.Request], asyncio.Future[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Turn every refusal and failure into the envelope."""
+    request_id = uuid.uuid4().hex[:16]
+    request[REQUEST_ID] = request_id
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return refuse(exc.status, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400 or request.path.startswith(ADMIN_PREFIX):
+            raise
+        headers = {}
+        if "Allow" in exc.headers:
+            headers["Allow"] = exc.headers["Allow"]
+        return refuse(exc.status, _http_message(exc, request), headers)
+    except (DatabaseError, *_LOST_DATABASE) as exc:
+        log.error("database unavailable request_id=%s error=%s",
+                  request_id, str(exc).splitlines()[0] if str(exc) else
+                  type(exc).__name__)
+        return refuse(503, "the database is unavailable; the server log "
+                      f"has the details under request id {request_id}")
+    except Exception:  # the boundary: log once, answer without details
+        log.exception("request failed request_id=%s method=%s path=%s",
+                      request_id, request.method, request.path[:200])
+        return refuse(500, "internal error; the server log has the details "
+                      f"under request id {request_id}")
+
+
+async def _security_headers(request: web.Request,
+                            response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    request_id = request.get(REQUEST_ID)
+    if isinstance(request_id, str):
+        response.headers["X-Request-Id"] = request_id
+    if not request.path.startswith(ADMIN_PREFIX):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _database(config: Config, dsn: str) -> Callable[
+        [web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        pool = await db.create_pool(dsn, config.database.pool_size)
+        try:
+            async with pool.acquire() as connection:
+                await migrate.migrate(connection)
+                if config.auth.users_query:
+                    await tokens.check_users_query(
+                        connection, config.auth.users_query)
+                elif await tokens.count_active(connection) == 0:
+                    log.warning(
+                        "no API token exists yet; make one with: fuwactl "
+                        "token create --name admin --role admin"
+                    )
+            app[MANAGER] = QueueManager(pool, config)
+            app[AUTHENTICATOR] = Authenticator(pool, config.auth)
+            yield
+        finally:
+            await pool.close()
+
+    return context
+
+
+def make_app(config: Config, dsn: str) -> web.Application:
+    """Build the application: API, metrics, OpenAPI and the admin page."""
+    app = web.Application(
+        middlewares=[envelope_middleware],
+        client_max_size=max(1024, config.http.max_body_bytes),
+    )
+    app[CONFIG] = config
+    app[metrics.ALLOW] = metrics.parse_allow(config.http.metrics_allow)
+    app[openapi.DOCUMENT] = openapi.build()
+    app.cleanup_ctx.append(_database(config, dsn))
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path,
+                             guard(route.handler, route.role, route.action))
+    admin.setup(app)
+    app.on_response_prepare.append(_security_headers)
+    return app
+
+
+async def _serve(config: Config, dsn: str) -> None:
+    runner = web.AppRunner(make_app(config, dsn), handle_signals=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await runner.setup()
+    try:
+        host, port = config.http.host, config.http.port
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise HttpError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                "free the port or set [http] host and port"
+            ) from None
+        log.info("http listening host=%s port=%d", host, port)
+        await stop.wait()
+        log.info("http stopping host=%s port=%d", host, port)
+    finally:
+        await runner.cleanup()
+
+
+def serve(config: Config, dsn: str) -> int:
+    """Serve HTTP on ``[http] host`` and ``port`` until SIGTERM or SIGINT;
+    return the exit code."""
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(config, dsn))
+    except FuwadError as exc:
+        log.critical("http cannot start: %s", exc)
+        return 1
+    return 0
