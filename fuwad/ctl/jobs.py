@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -55,7 +55,7 @@ from fuwad.when import delay_seconds, parse_relative
 
 log = logging.getLogger("fuwad.ctl")
 
-Command = Callable[[argparse.Namespace, Config], Awaitable[int]]
+Command = Callable[[argparse.Namespace, Config], Coroutine[Any, Any, int]]
 
 # One connection is all a single command needs.
 POOL_SIZE = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.policy
 import hashlib
 import inspect
 import os
@@ -12,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -279,11 +281,13 @@ def test_email_lands_in_the_outbox_once_per_job(tmp_path: Path) -> None:
     path = tmp_path / "7.eml"
     assert first == {"file": str(path), "written": True}
     assert again == {"file": str(path), "written": False}
-    message = email.message_from_string(path.read_text())
+    message = email.message_from_string(path.read_text(),
+                                        policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
     assert message["To"] == "ana@example.com"
     assert message["Subject"] == "Welcome, Ana"
     assert message["X-Fuwad-Job"] == "7"
-    body = message.get_payload(decode=True).decode()
+    body = message.get_content()
     assert body.startswith("Your account is ready.\nSee you soon ✓")
 
 
