@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from fuwad import db, queries
+from fuwad import migrate as migrations
 from fuwad.config import Config, load
 from fuwad.errors import DatabaseError, InvalidJob, InvalidMove, JobNotFound
 from fuwad.handler import Job, JobHandler, class_path
@@ -168,11 +169,23 @@ class QueueManager:
 
     @classmethod
     async def connect(cls, dsn: str | None = None,
-                      config: Config | None = None) -> QueueManager:
-        """Open a manager on ``dsn``, or on the configured database."""
+                      config: Config | None = None, *,
+                      migrate: bool = True) -> QueueManager:
+        """Open a manager on ``dsn``, or on the configured database.
+
+        The schema is created or upgraded first unless ``migrate`` is
+        false, so a producer may start before the daemon ever ran.
+        """
         config = config or load()
         target = dsn or db.resolve_dsn(config)
         pool = await db.create_pool(target, config.database.pool_size)
+        if migrate:
+            try:
+                async with pool.acquire() as connection:
+                    await migrations.migrate(connection)
+            except BaseException:
+                await pool.close()
+                raise
         return cls(pool, config, owns_pool=True)
 
     async def close(self) -> None:

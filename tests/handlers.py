@@ -1,0 +1,99 @@
+"""Handlers the system tests push: each does one thing a real one might.
+
+Every run appends ``<job id> <attempt>`` to the file named by
+``FUWAD_TEST_RUNLOG`` (one small O_APPEND write, atomic across processes),
+so tests can count exactly how often each job ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import sys
+import time
+from typing import Any
+
+from fuwad import Job, JobHandler
+
+
+def record(job: Job, note: str = "") -> None:
+    path = os.environ.get("FUWAD_TEST_RUNLOG")
+    if path:
+        line = f"{job.id} {job.attempts} {os.getpid()} {note}".rstrip()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+class Record(JobHandler):
+    async def handle(self, data: Any, job: Job) -> None:
+        record(job)
+
+
+class RecordSync(JobHandler):
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
+
+
+class Fail(JobHandler):
+    max_attempts = 3
+    retry_delay = 0.3
+    retry_delay_max = 5.0
+
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
+        raise ValueError(f"failing on purpose, attempt {job.attempts}")
+
+
+class Sleep(JobHandler):
+    async def handle(self, data: Any, job: Job) -> None:
+        record(job, "start")
+        await asyncio.sleep(float(data.get("seconds", 1)))
+        record(job, "end")
+
+
+class SleepSync(JobHandler):
+    def handle(self, data: Any, job: Job) -> None:
+        record(job, "start")
+        time.sleep(float(data.get("seconds", 1)))
+        record(job, "end")
+
+
+class BusyLoop(JobHandler):
+    timeout = 2
+    max_attempts = 1
+
+    def handle(self, data: Any, job: Job) -> None:
+        record(job, "start")
+        while True:
+            pass
+
+
+class Exit(JobHandler):
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
+        os._exit(int(data.get("code", 9)))
+
+
+class Segfault(JobHandler):
+    max_attempts = 1
+
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
+        ctypes.string_at(0)
+
+
+class SysExit(JobHandler):
+    max_attempts = 1
+
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
+        sys.exit(3)
+
+
+class NotAHandler:
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
