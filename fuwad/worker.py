@@ -121,7 +121,12 @@ def describe_error(exc: BaseException) -> str:
 
 
 def host_name() -> str:
-    return socket.gethostname()
+    """Return this host's name as workers record it.
+
+    ``FUWAD_HOSTNAME`` overrides it, for containers that share a host name
+    but not a process table.
+    """
+    return os.environ.get("FUWAD_HOSTNAME") or socket.gethostname()
 
 
 def worker_id_for(pid: int) -> str:
