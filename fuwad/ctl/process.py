@@ -1,11 +1,12 @@
 """fuwactl process commands: steer the running daemon over its control socket.
 
 ``status``, ``workers``, ``scale``, ``monitor``, ``reload``, ``shutdown``,
-``cancel-running``, ``log-level`` and ``ping`` each send one command through
+``log-level`` and ``ping`` each send one command through
 :class:`~fuwad.control.client.ControlClient` and print the answer, as a
 table for people or as JSON with ``--json``.  Exit codes: 0 done, 1 the
 command failed, 2 usage error, 3 the daemon is not running.  Queue commands
-that work on the database belong to :mod:`fuwad.ctl.jobs`.
+that work on the database belong to :mod:`fuwad.ctl.jobs`; among them
+``fuwactl cancel``, which also stops a job that is running, on any host.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from fuwad.config import Config, load
 from fuwad.control.client import ControlClient
-from fuwad.control.commands import LOG_LEVELS, MAX_JOB_ID, MAX_SCALE
+from fuwad.control.commands import LOG_LEVELS, MAX_SCALE
 from fuwad.ctl.output import EXIT_NOT_RUNNING, Fail, emit_json, pairs, table
 from fuwad.errors import ConfigError, DaemonNotRunning, FuwadError
 
@@ -56,11 +57,6 @@ def register(commands: Any) -> None:
                    help="return only once the daemon has stopped")
     p.set_defaults(run=_shutdown)
 
-    p = add("cancel-running",
-            help="stop a job that is running on this daemon now")
-    p.add_argument("job_id", type=_job_id, metavar="ID", help="the job's id")
-    p.set_defaults(run=_cancel_running)
-
     p = add("log-level", help="change the daemon's log level")
     p.add_argument("level", type=str.upper, choices=LOG_LEVELS,
                    metavar="LEVEL", help=", ".join(LOG_LEVELS))
@@ -87,10 +83,6 @@ def _whole(text: str, low: int, high: int) -> int:
 
 def _count(text: str) -> int:
     return _whole(text, 0, MAX_SCALE)
-
-
-def _job_id(text: str) -> int:
-    return _whole(text, 1, MAX_JOB_ID)
 
 
 def _seconds(text: str) -> float:
@@ -283,15 +275,6 @@ def _wait_stopped(client: ControlClient, limit: float) -> bool:
             pass  # going down: it may close connections without answers
         time.sleep(SHUTDOWN_POLL_S)
     return False
-
-
-def _cancel_running(args: argparse.Namespace) -> int:
-    result = _run(args, "cancel", job_id=args.job_id)
-    stopping = isinstance(result, dict) and result.get("stopping")
-    if not stopping:
-        raise Fail(f"job {args.job_id} is not running on this daemon; "
-                   f"'fuwactl cancel {args.job_id}' cancels a pending job")
-    return _print(args, result, f"job {args.job_id} is being stopped")
 
 
 def _log_level(args: argparse.Namespace) -> int:

@@ -144,8 +144,7 @@ def test_scale_sets_the_count_and_reports_the_daemons_refusal(
     [("scale", "-1"), ("scale", "two"), ("scale",), ("scale", "10001"),
      ("monitor", "pause"), ("monitor",), ("shutdown", "--graceful-timeout",
                                            "-3"),
-     ("shutdown", "--graceful-timeout", "nan"), ("cancel-running", "0"),
-     ("cancel-running", "x"), ("log-level", "LOUD")],
+     ("shutdown", "--graceful-timeout", "nan"), ("log-level", "LOUD")],
 )
 def test_usage_errors_exit_2_before_asking_the_daemon(
     served: Served, ini: Path, capsys: pytest.CaptureFixture[str],
@@ -173,30 +172,19 @@ def test_monitor_stop_running_start(
         "monitor.stop", "monitor.start"]
 
 
-def test_reload_shutdown_cancel_and_log_level_reach_the_daemon(
+def test_reload_shutdown_and_log_level_reach_the_daemon(
     served: Served, ini: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert ctl(ini, "reload") == 0
     assert ctl(ini, "shutdown", "--graceful-timeout", "2.5") == 0
     assert ctl(ini, "shutdown") == 0
-    assert ctl(ini, "cancel-running", "42") == 0
     assert ctl(ini, "log-level", "debug") == 0
     out = capsys.readouterr().out
-    assert "job 42 is being stopped" in out
     assert "log level is now DEBUG" in out
     assert served.target.calls == [
         ("reload", None), ("shutdown", 2.5), ("shutdown", None),
-        ("cancel", 42), ("log-level", "DEBUG"),
+        ("log-level", "DEBUG"),
     ]
-
-
-def test_cancel_running_of_a_job_not_running_here_fails(
-    served: Served, ini: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert ctl(ini, "cancel-running", "43") == EXIT_FAILED
-    err = capsys.readouterr().err
-    assert "job 43 is not running on this daemon" in err
-    assert "fuwactl cancel 43" in err
 
 
 def test_ping(served: Served, ini: Path,
