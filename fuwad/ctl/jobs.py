@@ -21,7 +21,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -251,6 +253,11 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
         try:
             config = load(args.config)
             return asyncio.run(command(args, config))
+        except BrokenPipeError:
+            # The reader (head, a closed pager) went away: stop quietly,
+            # and keep the interpreter's last flush from complaining.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         except (InvalidJob, ConfigError) as exc:
             raise Fail(str(exc), EXIT_USAGE) from None
         except FuwadError as exc:
@@ -410,11 +417,13 @@ async def cmd_retry(args: argparse.Namespace, config: Config) -> int:
     async with _manager(config) as manager:
         await manager.retry(args.id, delay)
         job = await manager.get_job(args.id)
+    # A worker may claim the job at once, so report the move made, not
+    # the status read back.
     if args.json:
-        emit_json({"id": job.id, "status": job.status,
+        emit_json({"id": job.id, "status": JobStatus.PENDING.value,
                    "available_at": job.available_at})
     else:
-        print(f"job {job.id} retried: {job.status}, due at "
+        print(f"job {job.id} is pending again, due at "
               f"{_time(job.available_at)}")
     return 0
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from fuwad import QueueManager, embedded
+from fuwad import JobSpec, QueueManager, embedded
 from tests.conftest import with_database
 
 PARALLEL = 8
@@ -262,7 +262,7 @@ async def test_retry_cancel_delete_and_cleanup_move_jobs(
         ["cleanup"],
     ])
 
-    assert ok(retried).out.startswith(f"job {failed} retried: pending, due ")
+    assert ok(retried).out.startswith(f"job {failed} is pending again, due ")
     job = await manager.get_job(failed)
     assert (job.status, job.attempts, job.failed_at) == ("pending", 0, None)
 
@@ -287,6 +287,23 @@ async def test_retry_cancel_delete_and_cleanup_move_jobs(
     assert ok(again).out == f"job {pending} deleted (it was cancelled)\n"
     assert ok(scripted).json() == {"deleted": 0, "completed_job_ttl": 86400,
                                    "failed_job_ttl": 604800}
+
+
+async def test_a_reader_that_stops_early_ends_the_command_quietly(
+    env: dict[str, str], manager: QueueManager,
+) -> None:
+    # Far more output than a pipe buffers, so writing meets the closed end.
+    await manager.push_many([JobSpec(f"n{i}", "app.jobs.A", {"x": "y" * 200})
+                             for i in range(400)])
+    process = subprocess.Popen(
+        [_fuwactl(), "--json", "list", "--limit", "500"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline() == "{\n"
+    process.stdout.close()  # as `fuwactl list | head -1` does
+    err = process.stderr.read()
+    assert process.wait(timeout=CALL_TIMEOUT_S) == 1
+    assert err == ""
 
 
 @pytest.fixture
