@@ -282,9 +282,13 @@ async def test_retry_cancel_delete_and_cleanup_move_jobs(
     stats = await manager.get_stats()
     assert (stats["total"], stats["pending"], stats["cancelled"]) == (3, 2, 1)
 
-    again, scripted = fuwactl_all(env, [
-        ["delete", "--id", str(pending)], ["--json", "cleanup"]])
+    spare = await manager.push("f", "app.jobs.A")
+    again, scripted, stopped = fuwactl_all(env, [
+        ["delete", "--id", str(pending)], ["--json", "cleanup"],
+        ["--json", "cancel", "--id", str(spare)]])
     assert ok(again).out == f"job {pending} deleted (it was cancelled)\n"
+    assert ok(stopped).json() == {"id": spare, "status": "cancelled"}
+    assert (await manager.get_job(spare)).status == "cancelled"
     assert ok(scripted).json() == {"deleted": 0, "completed_job_ttl": 86400,
                                    "failed_job_ttl": 604800}
 
