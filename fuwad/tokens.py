@@ -213,29 +213,31 @@ async def lookup(
     return Identity(name=row["name"], role=Role(row["role"]))
 
 
-async def check_users_query(
-    connection: asyncpg.Connection, sql: str,
-) -> int:
-    """Prepare ``[auth] users_query``; return how many parameters it takes.
+def _wrapped(sql: str) -> str:
+    # The application's query runs as a subquery, so that it can only
+    # read, and so that both parameters have a type even when it uses one.
+    body = sql.strip().rstrip(";")
+    return (f"SELECT q.* FROM ({body}) AS q "
+            "WHERE $1::text IS NOT NULL AND $2::text IS NOT NULL LIMIT 1")
 
-    Raises TokenError when the query does not prepare, takes more than two
-    parameters or does not return a ``role`` column.
-    """
+
+async def check_users_query(connection: asyncpg.Connection, sql: str) -> None:
+    """Prepare ``[auth] users_query``, or raise TokenError saying why it
+    cannot work."""
     try:
-        statement = await connection.prepare(sql)
+        statement = await connection.prepare(_wrapped(sql))
     except asyncpg.PostgresError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TokenError(
-            f"[auth] users_query does not prepare: {exc}; fix the query"
+            f"[auth] users_query does not prepare: {first}; it must be one "
+            "SELECT using $1 (the token) or $2 (its SHA-256 in hex)"
         ) from None
-    count = len(statement.get_parameters())
     columns = {a.name for a in statement.get_attributes()}
-    if count > 2 or "role" not in columns:
+    if "role" not in columns:
         raise TokenError(
-            "[auth] users_query must take $1 (the token) and optionally $2 "
-            "(its SHA-256 in hex), and return a role column (and optionally "
-            "name)"
+            "[auth] users_query must return a role column (viewer, operator "
+            "or admin), and may return a name column"
         )
-    return count
 
 
 async def lookup_user(
@@ -243,18 +245,21 @@ async def lookup_user(
 ) -> Identity | None:
     """Ask the application's users table about ``token``.
 
-    ``sql`` comes from ``[auth] users_query``: it receives the token as
-    ``$1`` and its SHA-256 in hex as ``$2`` (if it uses one), and returns
-    at most one row with a ``role`` column holding viewer, operator or
-    admin, and optionally a ``name`` for the logs.  It runs in a read-only
-    transaction.
+    ``sql`` comes from ``[auth] users_query``: one SELECT that receives the
+    token as ``$1`` and its SHA-256 in hex as ``$2`` (both text; use
+    either), and returns a ``role`` column holding viewer, operator or
+    admin, and optionally a ``name`` for the logs.  The first row counts.
+    It runs in a read-only transaction.
     """
     if not token or len(token) > MAX_TOKEN_CHARS:
         return None
-    count = await check_users_query(connection, sql)
-    values = (token, hash_token(token))[:count]
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # PostgreSQL text cannot hold it, so no user has it
     async with connection.transaction(readonly=True):
-        row = await connection.fetchrow(sql, *values)
+        row = await connection.fetchrow(_wrapped(sql), token,
+                                        hash_token(token))
     if row is None or row["role"] is None:
         return None
     try:

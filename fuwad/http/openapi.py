@@ -103,7 +103,7 @@ STATS: Schema = {
         "per_minute": {
             "type": "array",
             "minItems": 60,
-            "maxItems": 61,  # 61 when the minute turns during the query
+            "maxItems": 60,
             "description": "The last 60 minutes, oldest first.",
             "items": {
                 "type": "object",
