@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fuwad.config import Config, load
@@ -28,28 +27,37 @@ SHUTDOWN_POLL_S = 0.2
 
 def register(commands: Any) -> None:
     """Add this module's subcommands to commands."""
-    add: Callable[..., argparse.ArgumentParser] = commands.add_parser
+    def add(name: str, summary: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name, help=summary,
+            description=summary[:1].upper() + summary[1:] + ".")
+        # --json is also accepted after the command; SUPPRESS keeps this
+        # one, when absent, from undoing a --json given before it.
+        parser.add_argument("--json", action="store_true",
+                            default=argparse.SUPPRESS,
+                            help="print JSON for scripts instead of tables")
+        return parser
 
-    p = add("status", help="show the daemon's state, workers and totals")
+    p = add("status", "show the daemon's state, workers and totals")
     p.set_defaults(run=_status)
 
-    p = add("workers", help="list the daemon's worker processes")
+    p = add("workers", "list the daemon's worker processes")
     p.set_defaults(run=_workers)
 
-    p = add("scale", help="set how many workers the daemon keeps")
+    p = add("scale", "set how many workers the daemon keeps")
     p.add_argument("count", type=_count, metavar="N",
                    help=f"number of workers, 0 to {MAX_SCALE}")
     p.set_defaults(run=_scale)
 
-    p = add("monitor", help="start or stop the worker pool, or ask if it runs")
+    p = add("monitor", "start or stop the worker pool, or ask if it runs")
     p.add_argument("action", choices=("start", "stop", "running"),
                    help="stop drains every worker and keeps the daemon up")
     p.set_defaults(run=_monitor)
 
-    p = add("reload", help="re-read the configuration and roll the workers")
+    p = add("reload", "re-read the configuration and roll the workers")
     p.set_defaults(run=_reload)
 
-    p = add("shutdown", help="drain the workers and stop the daemon")
+    p = add("shutdown", "drain the workers and stop the daemon")
     p.add_argument("--graceful-timeout", type=_seconds, metavar="S",
                    help="seconds jobs may take to finish before they are "
                         "killed (default: [queue] graceful_timeout)")
@@ -57,12 +65,12 @@ def register(commands: Any) -> None:
                    help="return only once the daemon has stopped")
     p.set_defaults(run=_shutdown)
 
-    p = add("log-level", help="change the daemon's log level")
+    p = add("log-level", "change the daemon's log level")
     p.add_argument("level", type=str.upper, choices=LOG_LEVELS,
                    metavar="LEVEL", help=", ".join(LOG_LEVELS))
     p.set_defaults(run=_log_level)
 
-    p = add("ping", help="check that the daemon answers (exit 3 if not)")
+    p = add("ping", "check that the daemon answers (exit 3 if not)")
     p.set_defaults(run=_ping)
 
 

@@ -111,6 +111,8 @@ def test_status_json_is_the_daemons_answer(
     assert ctl(ini, "--json", "status") == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == served.target.control_status()
+    assert ctl(ini, "status", "--json") == 0  # also after the command
+    assert json.loads(capsys.readouterr().out) == printed
 
 
 def test_workers_table_and_json(
