@@ -35,6 +35,7 @@ class QueueConfig:
     min_workers: int = 1
     max_workers: int = 4
     queues: str = ""
+    imports: str = ""
     graceful_timeout: float = 30.0
     kill_grace: float = 5.0
     heartbeat_interval: float = 5.0
@@ -47,6 +48,10 @@ class QueueConfig:
     autoscaling_worker_idle_timeout: float = 1800.0
     autoscaling_worker_heartbeat_interval: float = 10.0
     max_payload_bytes: int = 1048576
+
+    def import_list(self) -> list[str]:
+        """Return the handler modules each worker imports as it starts."""
+        return [m.strip() for m in self.imports.split(",") if m.strip()]
 
     def queue_list(self) -> list[str] | None:
         """Return the queues to serve, or None for every queue."""

@@ -47,8 +47,9 @@ async def connect(dsn: str) -> asyncpg.Connection:
     """Open one connection, with a clear error when the server is away."""
     try:
         connection = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, asyncpg.PostgresError,
-            asyncpg.InterfaceError) as exc:
+    except (OSError, TimeoutError, ValueError, OverflowError,
+            asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # ValueError and OverflowError: a malformed DSN, such as port 99999.
         raise DatabaseError(_unreachable(dsn, exc)) from None
     await _setup(connection)
     return connection
@@ -61,8 +62,8 @@ async def create_pool(dsn: str, size: int = 4) -> asyncpg.Pool:
             dsn, min_size=1, max_size=max(1, size), init=_setup,
             timeout=CONNECT_TIMEOUT_S,
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError,
-            asyncpg.InterfaceError) as exc:
+    except (OSError, TimeoutError, ValueError, OverflowError,
+            asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(_unreachable(dsn, exc)) from None
     if pool is None:  # only with a lazy pool, which we never ask for
         raise DatabaseError("the connection pool did not open")

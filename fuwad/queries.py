@@ -260,6 +260,16 @@ FROM queue_jobs
 WHERE status = 'pending' AND available_at <= now()
 """
 
+# Ready jobs, counted up to 10000: enough to decide on scaling, and cheap
+# on the partial index however long the queue.
+READY_COUNT = """
+SELECT count(*) FROM (
+    SELECT 1 FROM queue_jobs
+    WHERE status = 'pending' AND available_at <= now()
+    LIMIT 10000
+) AS ready
+"""
+
 # Delete finished jobs older than their time to live.
 CLEANUP = """
 WITH gone AS (

@@ -19,6 +19,7 @@ changes nothing, and says so in its log.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import logging
@@ -203,6 +204,12 @@ class Worker:
         loop.add_signal_handler(signal.SIGQUIT, self.stop_now)
         self._title()
         try:
+            self._preload()
+        except HandlerError as exc:
+            log.error("worker could not start worker_id=%s error=%s",
+                      self.id, exc)
+            return EXIT_BOOT_FAILED
+        try:
             self._pool = await db.create_pool(self.dsn, POOL_SIZE)
             await self.pool.execute(
                 queries.REGISTER_WORKER, self.id, host_name(), os.getpid(),
@@ -352,6 +359,17 @@ class Worker:
         if handler is not None and handler.timeout:
             return float(handler.timeout)
         return self.config.queue.worker_timeout
+
+    def _preload(self) -> None:
+        """Import the configured handler modules, so a bad deploy fails
+        at start rather than on each job."""
+        for module in self.config.queue.import_list():
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # an import runs arbitrary user code
+                raise HandlerError(
+                    f"cannot import {module!r} from [queue] imports: "
+                    f"{type(exc).__name__}: {exc}") from None
 
     def _handler(self, path: str) -> type[JobHandler]:
         found = self._handlers.get(path)
@@ -624,6 +642,9 @@ class Worker:
                         ",".join(self.queues or []) or None,
                         self.options.supervisor_pid)
                 await self._check_leases()
+                if self._link_writer is not None:
+                    ready = await self.pool.fetchval(queries.READY_COUNT)
+                    await self._report({"e": "backlog", "ready": ready})
                 if time.monotonic() >= next_rescue:
                     next_rescue = time.monotonic() + RESCUE_EVERY_S
                     await self.rescue_dead_workers()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -41,12 +43,23 @@ def server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    data_dir = tmp_path_factory.mktemp("pg")
+    data_dir = embedded_data_dir()
     dsn = embedded.ensure_running(data_dir)
     try:
         yield dsn
     finally:
         embedded.stop(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def embedded_data_dir() -> Path:
+    """Return a new directory for an embedded server of a test's own.
+
+    Not under pytest's temporary root: pytest makes that private (0700)
+    again whenever another session starts, and the server runs as another
+    user when the tests run as root.
+    """
+    return Path(tempfile.mkdtemp(prefix="fuwad-test-"))
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Handlers the system tests push: each does one thing a real one might.
 
-Every run appends ``<job id> <attempt>`` to the file named by
+Every run appends ``<job id> <attempt> <pid> <unix time> [note]`` to the
+file named by
 ``FUWAD_TEST_RUNLOG`` (one small O_APPEND write, atomic across processes),
 so tests can count exactly how often each job ran.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -20,7 +22,8 @@ from fuwad import Job, JobHandler
 def record(job: Job, note: str = "") -> None:
     path = os.environ.get("FUWAD_TEST_RUNLOG")
     if path:
-        line = f"{job.id} {job.attempts} {os.getpid()} {note}".rstrip()
+        line = (f"{job.id} {job.attempts} {os.getpid()} {time.time():.6f} "
+                f"{note}").rstrip()
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, (line + "\n").encode())
@@ -96,4 +99,25 @@ class SysExit(JobHandler):
 
 class NotAHandler:
     def handle(self, data: Any, job: Job) -> None:
+        record(job)
+
+
+class RegexHang(JobHandler):
+    """Holds the GIL in C for ages: the worker's event loop cannot run."""
+
+    timeout = 1
+    max_attempts = 1
+
+    def handle(self, data: Any, job: Job) -> None:
+        record(job, "start")
+        re.match(r"(a+)+$", "a" * 64 + "b")
+
+
+class Allocate(JobHandler):
+    """Keeps memory after it returns, as a leaky handler would."""
+
+    kept: list[bytes] = []
+
+    def handle(self, data: Any, job: Job) -> None:
+        Allocate.kept.append(b"x" * int(data.get("bytes", 0)))
         record(job)

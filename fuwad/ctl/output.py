@@ -43,7 +43,8 @@ def fail(message: str, code: int) -> int:
 
 
 def emit_json(value: Any) -> None:
-    print(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+    # ASCII only: no control or direction character reaches a terminal raw.
+    print(json.dumps(jsonable(value), indent=2, ensure_ascii=True))
 
 
 def _cell(value: Any, width: int = 48) -> str:

@@ -56,6 +56,20 @@ def write_ini(config: Config, path: Path, **changes: dict[str, Any]) -> Path:
     return path
 
 
+def run_entries(path: Path) -> list[tuple[int, int, int, float, str]]:
+    """Return (job id, attempt, pid, time, note) for each logged run."""
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            note = parts[4] if len(parts) > 4 else ""
+            entries.append((int(parts[0]), int(parts[1]), int(parts[2]),
+                            float(parts[3]), note))
+    return entries
+
+
 def run_log(path: Path) -> Counter[int]:
     """Count how many times each job id ran, from the run log."""
     if not path.exists():
@@ -63,7 +77,7 @@ def run_log(path: Path) -> Counter[int]:
     counts: Counter[int] = Counter()
     for line in path.read_text().splitlines():
         parts = line.split()
-        if parts and (len(parts) < 4 or parts[3] != "end"):
+        if parts and (len(parts) < 5 or parts[4] != "end"):
             counts[int(parts[0])] += 1
     return counts
 
@@ -71,8 +85,10 @@ def run_log(path: Path) -> Counter[int]:
 class Daemon:
     """One ``fuwad`` process started by a test, with its log and socket."""
 
-    def __init__(self, config: Config, workdir: Path, name: str = "d") -> None:
+    def __init__(self, config: Config, workdir: Path, name: str = "d",
+                 extra_env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.extra_env = dict(extra_env or {})
         self.workdir = workdir
         self.name = name
         self.ini = workdir / f"{name}.ini"
@@ -93,6 +109,7 @@ class Daemon:
         env["FUWAD_TEST_RUNLOG"] = str(self.runlog)
         for key in ("FUWAD_DSN", "FUWAD_CONFIG", "FUWAD_DATA_DIR"):
             env.pop(key, None)
+        env.update(self.extra_env)
         return env
 
     def start(self, *args: str, subcommand: str = "run",
@@ -122,7 +139,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                pytest.fail(f"daemon exited early:\n{self.log()}")
+                pytest.fail(f"daemon exited early:\n{self.tail()}")
             status = self.status()
             if status is not None:
                 ready = [w for w in status["workers"]
@@ -130,7 +147,7 @@ class Daemon:
                 if len(ready) >= workers:
                     return
             time.sleep(0.05)
-        pytest.fail(f"daemon not ready in {timeout}s:\n{self.log()}")
+        pytest.fail(f"daemon not ready in {timeout}s:\n{self.tail()}")
 
     def workers(self) -> list[dict[str, Any]]:
         status = self.status()
@@ -145,12 +162,17 @@ class Daemon:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"daemon did not exit in {timeout}s:\n{self.log()}")
+            pytest.fail(f"daemon did not exit in {timeout}s:\n{self.tail()}")
 
     def log(self) -> str:
+        """Return everything the daemon logged so far."""
         if not self.log_path.exists():
             return ""
-        return self.log_path.read_text(errors="replace")[-6000:]
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self) -> str:
+        """Return the end of the log, for a failing test's message."""
+        return self.log()[-6000:]
 
     def runs(self) -> Counter[int]:
         return run_log(self.runlog)
