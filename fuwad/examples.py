@@ -279,3 +279,10 @@ class EmailToOutbox(JobHandler):
             # A line break in a header would let the data add headers.
             raise BadJobData(f"{key!r} must be one line")
         return value.strip()
+
+
+class Noop(JobHandler):
+    """Does nothing at all: what benchmarks push to time the queue itself."""
+
+    async def handle(self, data: Any, job: Job) -> None:
+        return None

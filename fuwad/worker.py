@@ -291,6 +291,9 @@ class Worker:
     async def _claim_loop(self) -> None:
         lifetime = self.options.lifetime
         while not self.draining:
+            # Let jobs finishing in this same moment free their slots, so
+            # that one claim fills many slots rather than one each.
+            await asyncio.sleep(0)
             # Cleared before looking, so that a wakeup from here on (a new
             # job, a freed slot) ends the wait below at once.
             self._wake.clear()

@@ -1,0 +1,128 @@
+"""How many no-op jobs a second one fuwad worker runs, against a ceiling.
+
+Usage: python bench/throughput.py [--jobs N] [--concurrency 10,100]
+
+For each concurrency it pushes N no-op jobs in one bulk call, starts one
+``fuwad worker`` process, and times from the start of the worker until the
+last job is completed (the worker's own start-up included).  The ceiling is
+PostgreSQL alone doing the same moves with the same statements, batches of
+100, from one connection and no handler at all.  Every figure comes from one
+run on one database, so ratios between them hold on a noisy machine where
+absolute numbers do not.
+
+The database is the embedded server in a temporary directory, or the one
+named by FUWAD_BENCH_DSN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+from fuwad import JobSpec, QueueManager, db, embedded, migrate, queries
+from fuwad.config import load
+
+NOOP = "fuwad.examples.Noop"
+
+
+async def fresh_schema(dsn: str) -> None:
+    connection = await db.connect(dsn)
+    try:
+        await connection.execute(
+            "DROP TABLE IF EXISTS queue_jobs, queue_workers, "
+            "queue_api_tokens, fuwad_migrations CASCADE")
+        await connection.execute(
+            "DROP FUNCTION IF EXISTS queue_jobs_notify_insert, "
+            "queue_jobs_notify_update, queue_jobs_notify_delete CASCADE")
+        await migrate.migrate(connection)
+    finally:
+        await connection.close()
+
+
+async def push(dsn: str, count: int) -> None:
+    config = load(path="", env={})
+    async with await QueueManager.connect(dsn, config) as manager:
+        await manager.push_many(JobSpec("noop", NOOP) for _ in range(count))
+
+
+async def completed(dsn: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(await connection.fetchval(
+            "SELECT count(*) FROM queue_jobs WHERE status = 'completed'"))
+    finally:
+        await connection.close()
+
+
+async def ceiling(dsn: str, count: int, batch: int = 100) -> float:
+    """Jobs a second PostgreSQL claims and completes with no worker."""
+    await fresh_schema(dsn)
+    await push(dsn, count)
+    connection = await asyncpg.connect(dsn)
+    try:
+        began = time.perf_counter()
+        while True:
+            rows = await connection.fetch(queries.CLAIM_JOBS, "bench", None,
+                                          batch)
+            if not rows:
+                break
+            await connection.fetch(
+                queries.COMPLETE_JOBS, "bench", [r["id"] for r in rows],
+                [r["attempts"] for r in rows])
+        return count / (time.perf_counter() - began)
+    finally:
+        await connection.close()
+
+
+async def one_worker(dsn: str, count: int, concurrency: int) -> float:
+    """Jobs a second one worker process runs, its start-up included."""
+    await fresh_schema(dsn)
+    await push(dsn, count)
+    fuwad = Path(sys.executable).with_name("fuwad")
+    env = dict(os.environ, FUWAD_DSN=dsn, FUWAD_LOG_LEVEL="WARNING",
+               FUWAD_QUEUE_CONCURRENCY=str(concurrency))
+    began = time.perf_counter()
+    worker = subprocess.Popen([str(fuwad), "worker"], env=env)
+    try:
+        while await completed(dsn) < count:
+            await asyncio.sleep(0.02)
+        return count / (time.perf_counter() - began)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--concurrency", default="10,100")
+    args = parser.parse_args()
+    data_dir = None
+    dsn = os.environ.get("FUWAD_BENCH_DSN")
+    if not dsn:
+        data_dir = Path(tempfile.mkdtemp(prefix="fuwad-bench-"))
+        dsn = embedded.ensure_running(data_dir)
+    try:
+        top = await ceiling(dsn, args.jobs)
+        print(f"PostgreSQL alone, batches of 100: {top:,.0f} jobs/s")
+        for level in (int(c) for c in args.concurrency.split(",")):
+            rate = await one_worker(dsn, args.jobs, level)
+            print(f"one worker, concurrency {level}: {rate:,.0f} jobs/s "
+                  f"({rate / top:.0%} of the ceiling)")
+    finally:
+        if data_dir is not None:
+            embedded.stop(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
