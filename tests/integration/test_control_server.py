@@ -657,3 +657,14 @@ def test_client_reports_a_broken_answer(
     with pytest.raises(ProtocolError, match=message):
         asyncio.run(AsyncControlClient(path, TIMEOUT).request("ping"))
     thread.join(TIMEOUT)
+
+
+def test_socket_path_too_long_for_unix_is_refused_up_front(
+    sockdir: Path,
+) -> None:
+    path = sockdir / ("d" * 60) / ("s" * 60)
+    server = ControlServer(path, group="", target=Target(),
+                           selector=selectors.DefaultSelector())
+    with pytest.raises(ControlError, match="longer than 107 bytes"):
+        server.open()
+    assert not path.parent.exists()
