@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fuwad: a PostgreSQL job queue daemon. With no command, 'run'."))
     parser.add_argument("--version", action="version",
                         version=f"fuwad {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE",
                         help="INI file (default: $FUWAD_CONFIG)")
     common.add_argument("--log-level", metavar="LEVEL",

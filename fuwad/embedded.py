@@ -108,14 +108,13 @@ def _locked(data_dir: Path) -> Iterator[None]:
 
 
 def _run(args: list[str], user: pwd.struct_passwd | None) -> str:
-    kwargs: dict[str, object] = {}
-    if user is not None:
-        kwargs = {"user": user.pw_uid, "group": user.pw_gid,
-                  "extra_groups": []}
     try:
         result = subprocess.run(
             args, capture_output=True, text=True, check=False,
-            timeout=START_TIMEOUT_S, cwd="/", **kwargs,  # type: ignore[arg-type]
+            timeout=START_TIMEOUT_S, cwd="/",
+            user=None if user is None else user.pw_uid,
+            group=None if user is None else user.pw_gid,
+            extra_groups=None if user is None else [],
         )
     except subprocess.TimeoutExpired:
         raise DatabaseError(f"{Path(args[0]).name} took over "
@@ -125,7 +124,7 @@ def _run(args: list[str], user: pwd.struct_passwd | None) -> str:
         raise DatabaseError(
             f"{Path(args[0]).name} failed: {' / '.join(tail)}"
         )
-    return result.stdout
+    return str(result.stdout)
 
 
 def is_running(data_dir: Path) -> bool:

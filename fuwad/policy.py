@@ -240,4 +240,4 @@ def spawn_delay(streak: int) -> float:
     """Return how long to wait before the next spawn after a crash streak."""
     if streak <= 0:
         return 0.0
-    return min(CRASH_BACKOFF_MAX_S, 0.5 * 2 ** (streak - 1))
+    return min(CRASH_BACKOFF_MAX_S, 0.5 * math.pow(2.0, streak - 1))

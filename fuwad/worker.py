@@ -595,7 +595,7 @@ class Worker:
                 continue
             delay = 0.5
             connection.add_termination_listener(
-                lambda _c: lost.done() or lost.set_result(None))
+                lambda _c: _settle(lost))
             try:
                 await connection.add_listener(JOBS_CHANNEL, self._on_jobs)
                 await connection.add_listener(STOP_CHANNEL, self._on_stop)
@@ -816,6 +816,11 @@ class JobTimeout(Exception):
 def _first_line(error: BaseException) -> str:
     text = str(error).splitlines()[0] if str(error) else ""
     return clean_text(f"{type(error).__name__}: {text}", 200)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _ignore_result(future: asyncio.Future[Any]) -> None:
