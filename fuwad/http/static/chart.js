@@ -2,18 +2,21 @@
 // hour, as stacked bars in a hand-written SVG (no library to vendor).
 //
 // The bars are made once and then only resized, so a refresh every two
-// seconds neither flickers nor moves the reader's hover.
+// seconds neither flickers nor moves the reader's hover.  The drawing is
+// laid out in the element's own pixels, so text keeps its size on a phone.
 
 import { clock, count } from "./format.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 600;
 const HEIGHT = 160;
+const MIN_WIDTH = 240;
 const LEFT = 34;
 const RIGHT = 6;
 const TOP = 8;
 const BOTTOM = 20;
 const MINUTES = 60;
+const PLOT_H = HEIGHT - TOP - BOTTOM;
+const BASE = TOP + PLOT_H;
 
 function svg(tag, attrs = {}) {
   const node = document.createElementNS(SVG, tag);
@@ -21,6 +24,13 @@ function svg(tag, attrs = {}) {
     node.setAttribute(name, String(value));
   }
   return node;
+}
+
+function setNumber(node, name, value) {
+  const text = value.toFixed(1);
+  if (node.getAttribute(name) !== text) {
+    node.setAttribute(name, text);
+  }
 }
 
 // A round top for the axis: 1, 2, 5 times a power of ten.
@@ -41,52 +51,72 @@ export class MinuteChart {
   constructor(root, summary) {
     this.root = root;
     this.summary = summary;
-    root.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
-    this.plotW = WIDTH - LEFT - RIGHT;
-    this.plotH = HEIGHT - TOP - BOTTOM;
-    this.slot = this.plotW / MINUTES;
+    this.rows = [];
+    this.width = 0;
 
-    this.grid = [];
+    this.lines = [];
+    this.labels = [];
     for (let i = 0; i < 3; i += 1) {
-      const y = TOP + (this.plotH * i) / 2;
-      const line = svg("line", {
-        x1: LEFT, x2: WIDTH - RIGHT, y1: y, y2: y, class: "grid",
-      });
-      const label = svg("text", {
-        x: LEFT - 4, y: y + 4, class: "axis", "text-anchor": "end",
-      });
+      const y = TOP + (PLOT_H * i) / 2;
+      const line = svg("line", { x1: LEFT, y1: y, y2: y, class: "grid" });
+      const label = svg("text", { x: LEFT - 4, y: y + 4, class: "axis",
+        "text-anchor": "end" });
       root.append(line, label);
-      this.grid.push(label);
+      this.lines.push(line);
+      this.labels.push(label);
     }
-    const marks = [[0, "−60 min"], [30, "−30 min"], [59, "now"]];
-    for (const [index, text] of marks) {
-      const anchor = index === 0 ? "start" : index === 59 ? "end" : "middle";
-      const x = index === 59 ? WIDTH - RIGHT : LEFT + index * this.slot;
-      const label = svg("text", {
-        x, y: HEIGHT - 5, class: "axis", "text-anchor": anchor,
-      });
+    this.marks = [[0, "−60 min", "start"], [30, "−30 min", "middle"],
+      [MINUTES, "now", "end"]].map(([minute, text, anchor]) => {
+      const label = svg("text", { y: HEIGHT - 5, class: "axis",
+        "text-anchor": anchor });
       label.textContent = text;
       root.append(label);
-    }
+      return { minute, label };
+    });
 
     this.bars = [];
     for (let i = 0; i < MINUTES; i += 1) {
       const group = svg("g", { class: "minute" });
-      const x = LEFT + i * this.slot + 1;
-      const w = Math.max(1, this.slot - 2);
       // A full-height, transparent target so a hover finds thin bars.
-      const hit = svg("rect", {
-        x, y: TOP, width: w, height: this.plotH, class: "hit",
-      });
-      const ok = svg("rect", { x, y: TOP + this.plotH, width: w, height: 0,
-        class: "bar-ok" });
-      const failed = svg("rect", { x, y: TOP + this.plotH, width: w,
-        height: 0, class: "bar-failed" });
+      const hit = svg("rect", { y: TOP, height: PLOT_H, class: "hit" });
+      const ok = svg("rect", { y: BASE, height: 0, class: "bar-ok" });
+      const failed = svg("rect", { y: BASE, height: 0,
+        class: "bar-failed" });
       const title = svg("title");
       group.append(title, hit, ok, failed);
       root.append(group);
-      this.bars.push({ ok, failed, title });
+      this.bars.push({ hit, ok, failed, title });
     }
+    this.layout();
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => this.layout()).observe(root);
+    }
+  }
+
+  // Place everything across the element's current width.
+  layout() {
+    const width = Math.max(MIN_WIDTH, Math.round(this.root.clientWidth));
+    if (width === this.width) {
+      return;
+    }
+    this.width = width;
+    this.root.setAttribute("viewBox", `0 0 ${width} ${HEIGHT}`);
+    const slot = (width - LEFT - RIGHT) / MINUTES;
+    for (const line of this.lines) {
+      line.setAttribute("x2", String(width - RIGHT));
+    }
+    for (const { minute, label } of this.marks) {
+      label.setAttribute("x", (LEFT + minute * slot).toFixed(1));
+    }
+    const gap = slot > 6 ? 1 : 0.5;
+    this.bars.forEach((bar, i) => {
+      const x = LEFT + i * slot + gap;
+      const w = Math.max(0.5, slot - 2 * gap);
+      for (const rect of [bar.hit, bar.ok, bar.failed]) {
+        setNumber(rect, "x", x);
+        setNumber(rect, "width", w);
+      }
+    });
   }
 
   // Draw [{minute, completed, failed}] x 60, oldest first.
@@ -97,7 +127,7 @@ export class MinuteChart {
     }
     const peak = Math.max(0, ...rows.map((r) => r.completed + r.failed));
     const top = niceMax(peak);
-    this.grid.forEach((label, i) => {
+    this.labels.forEach((label, i) => {
       const text = count(top - (top * i) / 2);
       if (label.textContent !== text) {
         label.textContent = text;
@@ -109,12 +139,11 @@ export class MinuteChart {
     let busiest = null;
     rows.forEach((row, i) => {
       const bar = this.bars[i];
-      const okH = (row.completed / top) * this.plotH;
-      const failH = (row.failed / top) * this.plotH;
-      const base = TOP + this.plotH;
-      setNumber(bar.ok, "y", base - okH);
+      const okH = (row.completed / top) * PLOT_H;
+      const failH = (row.failed / top) * PLOT_H;
+      setNumber(bar.ok, "y", BASE - okH);
       setNumber(bar.ok, "height", okH);
-      setNumber(bar.failed, "y", base - okH - failH);
+      setNumber(bar.failed, "y", BASE - okH - failH);
       setNumber(bar.failed, "height", failH);
       const when = row.minute ? clock(row.minute) : "";
       const text = `${when} ${row.completed} completed, ${row.failed} failed`;
@@ -131,17 +160,11 @@ export class MinuteChart {
 
     let said = `Last hour: ${count(done)} completed, ${count(failed)} failed.`;
     if (busiest) {
-      said += ` Busiest minute ${busiest.when}: ${count(busiest.total)}.`;
+      said += ` Busiest minute: ${busiest.when}, with ${count(
+        busiest.total)}.`;
     }
     if (this.summary.textContent !== said) {
       this.summary.textContent = said;
     }
-  }
-}
-
-function setNumber(node, name, value) {
-  const text = value.toFixed(1);
-  if (node.getAttribute(name) !== text) {
-    node.setAttribute(name, text);
   }
 }

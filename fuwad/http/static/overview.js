@@ -58,13 +58,15 @@ export class Overview {
         throw err;
       }
       this.running = null;
-      setText(state, `unknown: ${err.message}`);
+      setText(state, "unknown");
       state.className = "pill pill-unknown";
+      setText(byId("monitor-note"), err.message);
       show(start, false);
       show(stop, false);
       return;
     }
     this.running = Boolean(result.value.running);
+    setText(byId("monitor-note"), "");
     setText(state, this.running ? "running" : "stopped");
     state.className = `pill ${this.running ? "pill-ok" : "pill-off"}`;
     const admin = this.ctx.can("admin");
@@ -100,6 +102,7 @@ export class Overview {
     setText(byId("oldest-ready"), "–");
     this.chart.update([]);
     setText(byId("monitor-state"), "–");
+    setText(byId("monitor-note"), "");
     show(byId("monitor-start"), false);
     show(byId("monitor-stop"), false);
   }

@@ -42,8 +42,8 @@ export class Workers {
     this.body.replaceChildren();
     const list = byId("worker-states");
     delete list.dataset.shown;
-    list.replaceChildren(h("li", { class: "muted" }, `unknown: ${
-      err.message}`));
+    list.replaceChildren(h("li", { class: "muted" },
+      "unknown (see Workers below)"));
   }
 
   buildRow() {
