@@ -79,11 +79,18 @@ def _whole(raw: str, name: str, low: int, high: int) -> int:
     return value
 
 
+def _query_once(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise ApiError(400, f"give the query parameter {name} once")
+    return values[0] if values else None
+
+
 def query_int(request: web.Request, name: str, default: int | None,
               low: int, high: int) -> int:
     """Return the whole-number query parameter ``name``."""
-    raw = request.query.get(name)
-    if raw is None or raw == "":
+    raw = _query_once(request, name)
+    if raw is None:
         if default is None:
             raise ApiError(400, f"the query parameter {name} is required, "
                            f"such as ?{name}=1")
@@ -94,7 +101,7 @@ def query_int(request: web.Request, name: str, default: int | None,
 def query_text(request: web.Request, name: str) -> str | None:
     """Return the text query parameter ``name``, None when absent or
     empty."""
-    raw = request.query.get(name)
+    raw = _query_once(request, name)
     if not raw:
         return None
     if len(raw) > MAX_FILTER_CHARS:

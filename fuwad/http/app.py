@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from fuwad import db, migrate, tokens
 from fuwad.config import Config
@@ -170,13 +171,36 @@ async def _serve(config: Config, dsn: str) -> None:
         await runner.cleanup()
 
 
+class _QuietBadRequests(logging.Filter):
+    """Turn aiohttp's traceback for a malformed request into one line.
+
+    A request aiohttp cannot parse (a NUL in a header, a broken request
+    line) is answered 400 by aiohttp itself; anyone can send one, so it
+    is worth a line, not a traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        first = (error.message or "").strip().splitlines()
+        log.info("http bad request refused status=%s error=%s",
+                 error.code, first[0][:120] if first else "-")
+        return False
+
+
 def serve(config: Config, dsn: str) -> int:
     """Serve HTTP on ``[http] host`` and ``port`` until SIGTERM or SIGINT;
     return the exit code."""
+    quiet = _QuietBadRequests()
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.addFilter(quiet)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_serve(config, dsn))
     except FuwadError as exc:
         log.critical("http cannot start: %s", exc)
         return 1
+    finally:
+        server_log.removeFilter(quiet)
     return 0

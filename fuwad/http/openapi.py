@@ -31,6 +31,9 @@ Schema = dict[str, Any]
 STATUSES = [s.value for s in JobStatus]
 ROLES = ["viewer", "operator", "admin"]
 NO_NUL = "^[^\\u0000]*$"
+# What fuwad.when.parse_relative reads: '+90 minutes', '2h', '30'.
+DELAY_TEXT = ("^\\+?\\s*[0-9]{1,9}(\\.[0-9]{1,6})?\\s*(s|secs?|seconds?|m|mins?|"
+              "minutes?|h|hours?|d|days?|w|weeks?)?$")
 
 
 def nullable(schema: Schema) -> Schema:
@@ -260,7 +263,7 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
             {"id": JOB_ID,
              "delay": {"type": ["number", "string", "null"],
                        "minimum": 0, "maximum": MAX_DELAY_S,
-                       "maxLength": 64, "pattern": NO_NUL,
+                       "pattern": DELAY_TEXT,
                        "description": "Seconds, or text such as "
                                       "'+10 minutes'; none by default."}},
             ["id"]), {"id": 12, "delay": 60}),
@@ -351,6 +354,7 @@ def _extra_paths() -> dict[str, Schema]:
             "description": "Open to [http] metrics_allow; others need a "
                            "token of any role.",
             "operationId": "get_metrics",
+            "security": [{}, {"bearer": []}],
             "responses": {
                 "200": {"description": "Prometheus text.", "content": {
                     "text/plain": {"schema": {"type": "string"}}}},

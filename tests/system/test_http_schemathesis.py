@@ -25,6 +25,10 @@ from fuwad.tokens import Role
 from tests.system.test_http_serve import Server
 
 DAEMON_PATHS = r"^/(api/queue/(workers|monitor/.*)|healthz)$"
+# A fixed seed keeps the run repeatable; FUWAD_FUZZ_SEED and
+# FUWAD_FUZZ_EXAMPLES widen it by hand.
+SEED = os.environ.get("FUWAD_FUZZ_SEED", "7")
+EXAMPLES = os.environ.get("FUWAD_FUZZ_EXAMPLES", "50")
 CONFORMANCE = ("status_code_conformance,content_type_conformance,"
                "response_headers_conformance,response_schema_conformance")
 
@@ -63,7 +67,7 @@ def _run(server: Server, token: str, tmp_path: Path,
         [_schemathesis(), "run", f"{server.url}/api/queue/openapi.json",
          "--url", server.url,
          "-H", f"Authorization: Bearer {token}",
-         "--seed", "7", "--max-examples", "25", "--workers", "1",
+         "--seed", SEED, "--max-examples", EXAMPLES, "--workers", "1",
          "--phases", "examples,coverage,fuzzing",
          "--request-timeout", "10",
          "--report-dir", str(tmp_path / "report"),
