@@ -47,9 +47,10 @@ async def connect(dsn: str) -> asyncpg.Connection:
     """Open one connection, with a clear error when the server is away."""
     try:
         connection = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, ValueError, OverflowError,
-            asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        # ValueError and OverflowError: a malformed DSN, such as port 99999.
+    except (ValueError, OverflowError) as exc:
+        raise DatabaseError(_unusable(dsn, exc)) from None
+    except (OSError, TimeoutError, asyncpg.PostgresError,
+            asyncpg.InterfaceError) as exc:
         raise DatabaseError(_unreachable(dsn, exc)) from None
     await _setup(connection)
     return connection
@@ -62,12 +63,21 @@ async def create_pool(dsn: str, size: int = 4) -> asyncpg.Pool:
             dsn, min_size=1, max_size=max(1, size), init=_setup,
             timeout=CONNECT_TIMEOUT_S,
         )
-    except (OSError, TimeoutError, ValueError, OverflowError,
-            asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (ValueError, OverflowError) as exc:
+        raise DatabaseError(_unusable(dsn, exc)) from None
+    except (OSError, TimeoutError, asyncpg.PostgresError,
+            asyncpg.InterfaceError) as exc:
         raise DatabaseError(_unreachable(dsn, exc)) from None
     if pool is None:  # only with a lazy pool, which we never ask for
         raise DatabaseError("the connection pool did not open")
     return pool
+
+
+def _unusable(dsn: str, exc: BaseException) -> str:
+    # asyncpg raises these, not its own errors, for a DSN it cannot use,
+    # such as one with port 99999.
+    return (f"cannot use the DSN {redact(dsn)}: {exc}; fix [database] dsn "
+            "or FUWAD_DSN")
 
 
 def _unreachable(dsn: str, exc: BaseException) -> str:

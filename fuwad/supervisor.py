@@ -32,6 +32,7 @@ import uvloop
 from fuwad import __version__, db, policy, proc, queries
 from fuwad import log as fuwad_log
 from fuwad.config import Config, load
+from fuwad.control.server import ControlServer
 from fuwad.errors import ConfigError, FuwadError
 from fuwad.policy import ChildView, RunningJob, Snapshot
 from fuwad.worker import (EXIT_BOOT_FAILED, EXIT_RECYCLE, Worker,
@@ -117,7 +118,7 @@ class Supervisor:
         self._signals: list[int] = []
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._next_watchdog = 0.0
-        self._control: Any = None
+        self._control: ControlServer | None = None
 
     # The loop ----------------------------------------------------------------
 
@@ -553,10 +554,6 @@ class Supervisor:
     # Control socket ----------------------------------------------------------
 
     def _open_control(self) -> None:
-        try:
-            from fuwad.control.server import ControlServer
-        except ImportError:
-            return  # TODO(#4): the control socket lands with its issue.
         self._control = ControlServer(
             self.config.socket_path(), group=self.config.control.group,
             target=self, selector=self.selector)

@@ -774,7 +774,11 @@ class Worker:
                                 "worker_id": order["worker_id"],
                                 "jobs": count})
         elif command == "cancel":
-            self.stop_job(int(order["job"]), "cancelled")
+            # processing -> cancelled; the trigger's NOTIFY would stop the
+            # job too, but stopping it here saves the round trip.
+            job_id = int(order["job"])
+            await self.pool.fetchval(queries.CANCEL_JOB, job_id)
+            self.stop_job(job_id, "cancelled")
         elif command == "drain":
             self.drain(str(order.get("reason", "asked")))
         elif command == "recycle":

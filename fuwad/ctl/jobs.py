@@ -283,28 +283,13 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 async def _connect(dsn: str) -> asyncpg.Connection:
-    try:
-        return await db.connect(dsn)
-    except (ValueError, ArithmeticError) as exc:
-        raise _bad_dsn(dsn, exc) from None
-
-
-def _bad_dsn(dsn: str, exc: Exception) -> DatabaseError:
-    # asyncpg raises these, not its own errors, for some DSNs it cannot
-    # use, such as a port above 65535.
-    return DatabaseError(
-        f"cannot use the DSN {db.redact(dsn)}: {exc}; fix [database] dsn "
-        "or FUWAD_DSN"
-    )
+    return await db.connect(dsn)
 
 
 @asynccontextmanager
 async def _manager(config: Config) -> AsyncIterator[QueueManager]:
     dsn = db.resolve_dsn(config)
-    try:
-        pool = await db.create_pool(dsn, POOL_SIZE)
-    except (ValueError, ArithmeticError) as exc:
-        raise _bad_dsn(dsn, exc) from None
+    pool = await db.create_pool(dsn, POOL_SIZE)
     manager = QueueManager(pool, config, owns_pool=True)
     try:
         yield manager

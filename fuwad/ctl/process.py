@@ -18,7 +18,8 @@ from typing import Any
 from fuwad.config import Config, load
 from fuwad.control.client import ControlClient
 from fuwad.control.commands import LOG_LEVELS, MAX_SCALE
-from fuwad.ctl.output import EXIT_NOT_RUNNING, Fail, emit_json, pairs, table
+from fuwad.ctl.output import (EXIT_NOT_RUNNING, EXIT_USAGE, Fail, emit_json,
+                              pairs, table)
 from fuwad.errors import ConfigError, DaemonNotRunning, FuwadError
 
 SHUTDOWN_WAIT_SLACK_S = 15.0  # beyond graceful timeout and kill grace
@@ -114,7 +115,8 @@ def _config(args: argparse.Namespace) -> Config:
     try:
         return load(args.config)
     except ConfigError as exc:
-        raise Fail(str(exc)) from None
+        # A bad configuration is a usage error, as for every fuwactl command.
+        raise Fail(str(exc), EXIT_USAGE) from None
 
 
 def _client(config: Config) -> ControlClient:

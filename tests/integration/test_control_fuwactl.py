@@ -204,11 +204,11 @@ def test_failing_daemon_command_exits_1_with_its_message(
     assert err.startswith("fuwactl: the daemon failed to run 'status'")
 
 
-def test_bad_config_exits_1_with_its_message(
+def test_bad_config_is_a_usage_error_with_its_message(
     sockdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = sockdir / "bad.ini"
     bad.write_text("[control]\nclient_timeout = soon\n")
-    assert main(["--config", str(bad), "status"]) == EXIT_FAILED
+    assert main(["--config", str(bad), "status"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "[control] client_timeout must be a number" in err
