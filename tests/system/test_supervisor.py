@@ -306,3 +306,20 @@ async def test_sigquit_hands_running_jobs_back_at_once(
             "SELECT count(*) FROM queue_workers") == 0
     finally:
         await connection.close()
+
+
+async def test_control_cancel_stops_a_running_job_and_cancels_it(
+    config: Config, daemon: Daemon, manager: QueueManager,
+) -> None:
+    daemon.start("--workers", "1").wait_ready()
+    job_id = await manager.push("long", "handlers.Sleep", {"seconds": 60})
+    await _wait_worker_of(daemon, job_id)
+    answer = daemon.client().request("cancel", job_id=job_id)
+    assert answer == {"job_id": job_id, "stopping": True}
+    await _wait_status(manager, job_id, "cancelled")
+
+    async def stopped() -> bool:
+        return _worker_running(daemon, job_id) is None
+    await wait_until(stopped, message="the job to stop")
+    answer = daemon.client().request("cancel", job_id=job_id)
+    assert answer == {"job_id": job_id, "stopping": False}
