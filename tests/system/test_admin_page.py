@@ -15,9 +15,6 @@ import asyncio
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -43,6 +40,7 @@ from fuwad.errors import FuwadError
 from fuwad.http.app import make_app
 from fuwad.tokens import Role
 from tests.conftest import wait_until
+from tests.system.conftest import Daemon
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -91,7 +89,6 @@ class Watch:
 
     problems: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
-    api_calls: list[str] = field(default_factory=list)
 
 
 def _console(watch: Watch, message: ConsoleMessage) -> None:
@@ -119,8 +116,6 @@ async def watched(browser: Browser) -> AsyncIterator[tuple[Page, Watch]]:
     page.on("pageerror", lambda exc: watch.problems.append(f"error: {exc}"))
     page.on("console", lambda message: _console(watch, message))
     page.on("dialog", lambda dialog: _dialog(watch, dialog))
-    page.on("request", lambda request: watch.api_calls.append(request.url)
-            if "/api/queue/" in request.url else None)
     try:
         yield page, watch
     finally:
@@ -298,26 +293,26 @@ async def test_overview_numbers_equal_the_database_and_follow_it(
 
 
 async def test_refresh_pauses_while_the_tab_is_hidden(
-    watched: tuple[Page, Watch], site: str, manager: QueueManager,
+    page: Page, site: str, manager: QueueManager,
 ) -> None:
-    page, watch = watched
-    # The page's timers run on a clock the test moves, so "nothing happens
-    # while hidden" is shown without waiting.
+    # The page's timers run on a clock the test moves, and its calls to
+    # fetch are counted as they are made, so "nothing happens while
+    # hidden" is shown without waiting.
+    await page.add_init_script(COUNT_FETCHES)
     await page.clock.install()
     await sign_in(page, site, await make_token(manager, "viewer"))
     await expect(page.locator("#live")).to_have_text("live")
-    before = len(watch.api_calls)
+    before = await fetches(page)
     await page.clock.run_for(2500)
-    await wait_until(lambda: _more(watch, before), message="a refresh")
+    assert await fetches(page) > before
     await expect(page.locator("#live")).to_have_text("live")
 
     await set_hidden(page, True)
     await expect(page.locator("#live")).to_have_text("paused")
     await manager.push("while hidden", "app.jobs.Report")
-    before = len(watch.api_calls)
+    before = await fetches(page)
     await page.clock.run_for(60_000)
-    await page.evaluate("1")  # a round trip: any request is seen by now
-    assert len(watch.api_calls) == before
+    assert await fetches(page) == before
     await expect(page.locator("#count-total")).to_have_text("0")
 
     await set_hidden(page, False)
@@ -325,8 +320,16 @@ async def test_refresh_pauses_while_the_tab_is_hidden(
     await expect(page.locator("#live")).to_have_text("live")
 
 
-async def _more(watch: Watch, before: int) -> bool:
-    return len(watch.api_calls) > before
+COUNT_FETCHES = """
+window.__fetches = 0;
+const realFetch = window.fetch;
+window.fetch = (...args) => { window.__fetches += 1;
+                              return realFetch.apply(window, args); };
+"""
+
+
+async def fetches(page: Page) -> int:
+    return int(await page.evaluate("window.__fetches"))
 
 
 async def set_hidden(page: Page, hidden: bool) -> None:
@@ -666,26 +669,8 @@ async def test_refused_role_says_which_role_the_action_needs(
 # Against the running daemon ----------------------------------------------
 
 
-def _daemon_ini(config: Config, dsn: str, path: Path) -> Path:
-    path.write_text(
-        "[database]\n"
-        f"dsn = {dsn}\n"
-        f"data_dir = {config.database.data_dir}\n"
-        "[control]\n"
-        f"socket = {config.socket_path()}\n"
-        "[http]\n"
-        "enabled = false\n"
-        "[queue]\n"
-        "min_workers = 2\n"
-        "max_workers = 2\n"
-        "concurrency = 4\n"
-        "worker_sleep = 1\n"
-        "heartbeat_interval = 0.5\n"
-        "graceful_timeout = 10\n"
-        "kill_grace = 1\n",
-        encoding="utf-8",
-    )
-    return path
+QUEUE_SETTINGS = {"min_workers": 2, "max_workers": 2, "workers": 2,
+                  "concurrency": 4, "worker_sleep": 1.0}
 
 
 async def _answers(client: AsyncControlClient) -> bool:
@@ -697,33 +682,15 @@ async def _answers(client: AsyncControlClient) -> bool:
 
 
 @pytest.fixture
-async def daemon(config: Config, dsn: str,
-                 tmp_path: Path) -> AsyncIterator[AsyncControlClient]:
-    """``fuwad run`` as a real process on this test's database."""
-    fuwad = Path(sys.executable).with_name("fuwad")
-    if not fuwad.exists():
-        pytest.fail("the fuwad console script is missing; pip install -e .")
-    ini = _daemon_ini(config, dsn, tmp_path / "fuwad.ini")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUWAD_")}
-    log = open(tmp_path / "daemon.log", "wb")
-    process = await asyncio.create_subprocess_exec(
-        str(fuwad), "run", "--config", str(ini), stdin=subprocess.DEVNULL,
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
+async def control(config: Config,
+                  daemon: Daemon) -> AsyncIterator[AsyncControlClient]:
+    """``fuwad run`` as a real process on this test's database, and a
+    client of its control socket."""
+    daemon.start(queue=QUEUE_SETTINGS)
     client = AsyncControlClient.from_config(config)
-    try:
-        await wait_until(lambda: _answers(client), timeout=30,
-                         message="the daemon's control socket")
-        yield client
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-        log.close()
+    await wait_until(lambda: _answers(client), timeout=30,
+                     message="the daemon's control socket")
+    yield client
 
 
 # Finished jobs spread over the last hour, a few failed, as a day's traffic
@@ -774,7 +741,7 @@ async def _finished(manager: QueueManager, ids: list[int]) -> bool:
 
 async def test_monitor_stop_and_start_reach_the_daemon_and_screenshot(
     page: Page, site: str, manager: QueueManager,
-    daemon: AsyncControlClient, tmp_path: Path,
+    control: AsyncControlClient, tmp_path: Path,
 ) -> None:
     # An hour of finished work as the chart would have seen it, then real
     # work for the real workers.
@@ -807,7 +774,7 @@ async def test_monitor_stop_and_start_reach_the_daemon_and_screenshot(
     await page.get_by_role("button", name="Stop monitor").click()
     await confirm(page, "Stop monitor")
     await expect(page.locator("#toasts")).to_contain_text("Monitor stopped.")
-    assert await _monitor(daemon) is False
+    assert await _monitor(control) is False
     await expect(page.locator("#monitor-state")).to_have_text("stopped")
     await expect(page.get_by_role("button", name="Start monitor")
                  ).to_be_visible()
@@ -818,7 +785,7 @@ async def test_monitor_stop_and_start_reach_the_daemon_and_screenshot(
     # Start: the pool comes back and takes work again.
     await page.get_by_role("button", name="Start monitor").click()
     await expect(page.locator("#toasts")).to_contain_text("Monitor started.")
-    assert await _monitor(daemon) is True
+    assert await _monitor(control) is True
     await expect(page.locator("#monitor-state")).to_have_text("running")
     await wait_until(lambda: _live_workers(manager), timeout=30,
                      message="workers after the start")
@@ -840,3 +807,37 @@ async def test_monitor_stop_and_start_reach_the_daemon_and_screenshot(
 
 async def _no_workers(manager: QueueManager) -> bool:
     return await _live_workers(manager) == 0
+
+
+# Small screens ------------------------------------------------------------
+
+
+async def test_page_is_usable_at_phone_width(
+    page: Page, site: str, manager: QueueManager, tmp_path: Path,
+) -> None:
+    job_id = await manager.push("a rather long job name " * 5,
+                                "app.very.long.module.path.SendMonthlyReport",
+                                {"to": "someone@example.com"})
+    await manager.mark_failed(job_id, "Traceback:\n" + "x" * 400)
+    await page.set_viewport_size({"width": 360, "height": 740})
+    await sign_in(page, site, await make_token(manager, "admin"))
+    await expect(page.locator("#count-total")).to_have_text("1")
+
+    async def fits() -> bool:
+        return bool(await page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth"))
+
+    assert await fits()
+    # The jobs table scrolls inside its own box, reachable by keyboard.
+    wrap = page.get_by_role("region", name="Jobs, newest first")
+    await expect(wrap).to_have_attribute("tabindex", "0")
+    box = await wrap.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["width"] <= 360
+
+    await open_job(page, job_id)
+    dialog = await page.locator("#job-dialog").bounding_box()
+    assert dialog is not None and dialog["width"] <= 360
+    assert await fits()
+    await expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    await expect(page.get_by_role("button", name="Delete")).to_be_visible()
+    await page.screenshot(path=str(tmp_path / "phone.png"))
