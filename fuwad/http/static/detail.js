@@ -151,9 +151,11 @@ export class Detail {
     this.showActions("gone");
   }
 
-  async act(title, text, verb, call, done, what, needed) {
+  async act(title, text, verb, call, done, what, needed,
+    destructive = true) {
     const id = this.id;
-    if (id === null || !(await confirmAction(title, text, verb))) {
+    if (id === null ||
+        !(await confirmAction(title, text, verb, destructive))) {
       return;
     }
     try {
@@ -182,7 +184,7 @@ export class Detail {
       (id) => fetchApi(`${API}/retry`, delay > 0 ? { id, delay } : { id },
         "POST"),
       (id) => `Job #${id} will be retried${when}.`,
-      (id) => `Retrying job #${id}`, "operator");
+      (id) => `Retrying job #${id}`, "operator", false);
   }
 
   cancel() {

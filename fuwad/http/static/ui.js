@@ -22,12 +22,14 @@ export function toast(text, kind = "ok") {
 }
 
 // Ask before an action; resolves true only when the reader confirms.
-export function confirmAction(title, text, verb) {
+// A destructive action's button is drawn as a warning.
+export function confirmAction(title, text, verb, destructive = true) {
   const dialog = byId("confirm-dialog");
   byId("confirm-title").textContent = title;
   byId("confirm-text").textContent = text;
   const ok = byId("confirm-ok");
   ok.textContent = verb;
+  ok.className = destructive ? "danger" : "primary";
   dialog.returnValue = "";
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => {
