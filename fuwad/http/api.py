@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,9 +36,17 @@ from fuwad.errors import (
     JobNotFound,
 )
 from fuwad.handler import Job
-from fuwad.http.common import AUDIT_JOB, CONFIG, IDENTITY, MANAGER, ApiError, ok
+from fuwad.http.common import (
+    AUDIT_JOB,
+    CONFIG,
+    IDENTITY,
+    MANAGER,
+    ApiError,
+    ok,
+)
 from fuwad.manager import parse_status
 from fuwad.tokens import Identity, Role
+from fuwad.worker import host_name
 
 log = logging.getLogger("fuwad.http.api")
 
@@ -330,8 +337,9 @@ def merge_workers(live: Any, rows: list[dict[str, Any]],
                   host: str) -> list[dict[str, Any]]:
     """Join the daemon's view of its workers with the database's rows.
 
-    The daemon's fields win, being fresher; a row is matched by pid on
-    this host.  Rows no daemon entry matched (other hosts, stopped
+    A daemon entry meets its row by worker id (else by pid on ``host``);
+    the daemon's fields win, being fresher, and its ``job_id`` is the
+    current job.  Rows no entry met (other hosts, the supervisors, stopped
     daemons) follow with ``source`` "database".
     """
     entries = live if isinstance(live, list) else []
@@ -342,16 +350,17 @@ def merge_workers(live: Any, rows: list[dict[str, Any]],
     for entry in entries:
         if not isinstance(entry, dict):
             continue
-        match = next(
-            (i for i, row in enumerate(rows)
-             if i not in used and row["pid"] == entry.get("pid")
-             and row["host"] == entry.get("host", host)),
-            None,
-        )
-        base = {} if match is None else dict(rows[match])
+        match = _matching_row(entry, rows, used, host)
+        base: dict[str, Any] = {"host": host}
         if match is not None:
             used.add(match)
-        merged.append({**base, **entry, "source": "supervisor"})
+            base = dict(rows[match])
+        worker = {**base, **entry, "source": "supervisor"}
+        if "job_id" in entry:
+            worker["current_job"] = entry["job_id"]
+        if worker.get("id") is None:
+            worker["id"] = entry.get("worker_id")
+        merged.append(worker)
     for i, row in enumerate(rows):
         if i not in used:
             merged.append({**row, "source": "database"})
@@ -361,12 +370,25 @@ def merge_workers(live: Any, rows: list[dict[str, Any]],
     return merged
 
 
+def _matching_row(entry: dict[str, Any], rows: list[dict[str, Any]],
+                  used: set[int], host: str) -> int | None:
+    free = [i for i in range(len(rows)) if i not in used]
+    wanted = entry.get("worker_id")
+    for i in free:
+        if wanted is not None and rows[i]["id"] == wanted:
+            return i
+    for i in free:
+        if (rows[i]["pid"] == entry.get("pid")
+                and rows[i]["host"] == entry.get("host", host)):
+            return i
+    return None
+
+
 async def workers(request: web.Request) -> web.Response:
     """The daemon's workers with their database rows."""
     live = await control(request, "workers")
     rows = await request.app[MANAGER].pool.fetch(queries.LIST_WORKERS)
-    merged = merge_workers(live, [dict(r) for r in rows],
-                           socket.gethostname())
+    merged = merge_workers(live, [dict(r) for r in rows], host_name())
     return ok({"workers": merged}, f"{len(merged)} workers")
 
 

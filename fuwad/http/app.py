@@ -15,7 +15,7 @@ import asyncio
 import logging
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import uvloop
@@ -66,7 +66,7 @@ def _http_message(exc: web.HTTPException, request: web.Request) -> str:
 @web.middleware
 async def envelope_middleware(
     request: web.Request,
-    handler: Callable[[web.Request], asyncio.Future[web.StreamResponse]],
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
     """Turn every refusal and failure into the envelope."""
     request_id = uuid.uuid4().hex[:16]
@@ -183,9 +183,10 @@ class _QuietBadRequests(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if not isinstance(error, HttpProcessingError):
             return True
-        first = (error.message or "").strip().splitlines()
+        lines = (error.message or "").strip().splitlines()
+        reason = lines[0].rstrip(": ")[:120] if lines else "-"
         log.info("http bad request refused status=%s error=%s",
-                 error.code, first[0][:120] if first else "-")
+                 error.code, reason)
         return False
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fuwad import tokens
 from fuwad.config import Config
+from fuwad.http.api import merge_workers
 from fuwad.http.app import ROUTES, make_app
 from fuwad.manager import QueueManager
 from fuwad.tokens import Role
@@ -42,12 +44,12 @@ async def admin(dsn: str) -> dict[str, str]:
 
 
 async def data(client: TestClient, path: str,
-               headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
+               headers: dict[str, str]) -> Any:
     response = await client.get(path, headers=headers)
     assert response.status == 200, await response.text()
     body = await response.json()
     assert body["success"] is True
-    return body["data"]  # type: ignore[no-any-return]
+    return body["data"]
 
 
 async def test_stats_match_the_database(
@@ -243,3 +245,33 @@ async def test_every_route_is_in_the_openapi_document(
             continue
         assert operation["x-fuwad-role"] == route.role.value
         assert {"401", "403", "429"} <= set(operation["responses"])
+
+
+def test_workers_join_the_daemons_view_with_the_database_rows() -> None:
+    rows = [
+        {"id": "h1:10", "host": "h1", "pid": 10, "role": "worker",
+         "state": "idle", "current_job": None, "jobs_done": 3,
+         "heartbeat_age": 1.5},
+        {"id": "h1:9", "host": "h1", "pid": 9, "role": "supervisor",
+         "state": "idle", "current_job": None, "jobs_done": 0,
+         "heartbeat_age": 0.5},
+        {"id": "h2:10", "host": "h2", "pid": 10, "role": "worker",
+         "state": "busy", "current_job": 7, "jobs_done": 1,
+         "heartbeat_age": 2.0},
+    ]
+    live = [
+        {"index": 0, "pid": 10, "worker_id": "h1:10", "state": "busy",
+         "job_id": 12, "job_class": "app.jobs.A", "jobs_done": 4},
+        {"index": 1, "pid": 11, "worker_id": "h1:11", "state": "starting",
+         "job_id": None, "jobs_done": 0},
+    ]
+    merged = merge_workers(live, rows, "h1")
+    assert [(w["id"], w["source"]) for w in merged] == [
+        ("h1:10", "supervisor"), ("h1:11", "supervisor"),
+        ("h1:9", "database"), ("h2:10", "database")]
+    first = merged[0]
+    assert (first["state"], first["current_job"], first["jobs_done"],
+            first["heartbeat_age"], first["role"]) == ("busy", 12, 4, 1.5,
+                                                      "worker")
+    assert (merged[1]["host"], merged[1]["role"],
+            merged[1]["heartbeat_age"]) == ("h1", None, None)

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import asyncpg
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from fuwad import tokens
@@ -42,13 +43,12 @@ async def admin(dsn: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def refused(response: object, status: int) -> str:
+async def refused(response: ClientResponse, status: int) -> str:
     """Check an error envelope with ``status``; return its message."""
-    assert response.status == status  # type: ignore[attr-defined]
-    assert response.content_type == "application/json"  # type: ignore
-    headers = response.headers  # type: ignore[attr-defined]
-    assert headers["X-Content-Type-Options"] == "nosniff"
-    body = await response.json()  # type: ignore[attr-defined]
+    assert response.status == status
+    assert response.content_type == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    body = await response.json()
     assert set(body) == {"success", "error"} and body["success"] is False
     assert isinstance(body["error"], str) and body["error"]
     return str(body["error"])
