@@ -118,6 +118,7 @@ class Supervisor:
         self._signals: list[int] = []
         self._wakeup_r, self._wakeup_w = socket.socketpair()
         self._next_watchdog = 0.0
+        self._last_status = ""
         self._control: ControlServer | None = None
 
     # The loop ----------------------------------------------------------------
@@ -125,7 +126,7 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until drained; return the exit code."""
         self._install_signals()
-        proc.set_title(f"fuwad: supervisor {self._title_detail()}")
+        proc.set_title(f"fuwad: supervisor {self._status_line()}")
         try:
             self._open_control()
         except FuwadError as exc:
@@ -631,14 +632,20 @@ class Supervisor:
     # systemd and titles --------------------------------------------------
 
     def _tell_systemd(self, now: float) -> None:
+        """Show what the pool does in the title and to systemd."""
+        status = self._status_line()
+        if status != self._last_status:
+            self._last_status = status
+            proc.set_title(f"fuwad: supervisor {status}")
+            proc.sd_notify(f"STATUS={status}")
         interval = proc.watchdog_interval()
-        if interval is None or now < self._next_watchdog:
-            return
-        self._next_watchdog = now + interval
-        busy = sum(1 for c in self.children.values() if c.jobs)
-        proc.sd_notify(f"WATCHDOG=1\nSTATUS={len(self.children)} workers, "
-                       f"{busy} busy, {self.totals['jobs_done']} jobs done")
+        if interval is not None and now >= self._next_watchdog:
+            self._next_watchdog = now + interval
+            proc.sd_notify("WATCHDOG=1")
 
-    def _title_detail(self) -> str:
-        source = self.config.source or "defaults"
-        return f"workers={self.target} config={source}"
+    def _status_line(self) -> str:
+        busy = sum(1 for c in self.children.values() if c.jobs)
+        state = ("draining" if self.draining
+                 else "running" if self.monitor_running else "monitor stopped")
+        return (f"{state} workers={len(self.children)}/{self.target} "
+                f"busy={busy} jobs_done={self.totals['jobs_done']}")

@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 
 from fuwad import JobSpec, QueueManager, embedded
-from tests.conftest import with_database
+from tests.conftest import embedded_data_dir, with_database
 
 PARALLEL = 8
 CALL_TIMEOUT_S = 60
@@ -369,7 +369,8 @@ async def test_without_a_dsn_commands_start_and_share_the_embedded_server(
     tmp_path: Path,
 ) -> None:
     env = environment(tmp_path, None)
-    data_dir = tmp_path / "data"
+    data_dir = embedded_data_dir()
+    env["FUWAD_DATA_DIR"] = str(data_dir)
     try:
         printed = ok(fuwactl(env, "dsn")).out.strip()
         assert printed == embedded.dsn_for(data_dir)
@@ -388,6 +389,7 @@ async def test_without_a_dsn_commands_start_and_share_the_embedded_server(
         assert ok(fuwactl(env, "dsn")).out.strip() == printed
     finally:
         embedded.stop(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # Bad input ------------------------------------------------------------------

@@ -323,3 +323,25 @@ async def test_control_cancel_stops_a_running_job_and_cancels_it(
     await wait_until(stopped, message="the job to stop")
     answer = daemon.client().request("cancel", job_id=job_id)
     assert answer == {"job_id": job_id, "stopping": False}
+
+
+def _title(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().replace(b"\0", b" ").decode().strip()
+
+
+async def test_process_titles_say_what_each_process_does(
+    config: Config, daemon: Daemon, manager: QueueManager,
+) -> None:
+    daemon.start("--workers", "1").wait_ready()
+    job_id = await manager.push("long", "handlers.Sleep", {"seconds": 60})
+    pid = await _wait_worker_of(daemon, job_id)
+
+    async def titled() -> bool:
+        return _title(pid) == f"fuwad: worker 1 job {job_id} handlers.Sleep"
+    await wait_until(titled, message="the worker's title")
+
+    async def supervisor_titled() -> bool:
+        return _title(daemon.pid).startswith(
+            "fuwad: supervisor running workers=1/1 busy=1")
+    await wait_until(supervisor_titled, message="the supervisor's title")
