@@ -121,3 +121,20 @@ class Allocate(JobHandler):
     def handle(self, data: Any, job: Job) -> None:
         Allocate.kept.append(b"x" * int(data.get("bytes", 0)))
         record(job)
+
+
+class HangAsync(JobHandler):
+    timeout = 1
+
+    async def handle(self, data: Any, job: Job) -> None:
+        record(job, "start")
+        await asyncio.Event().wait()
+
+
+class BadOutput(JobHandler):
+    """Raises with text PostgreSQL would refuse: NUL and broken UTF-8."""
+
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
+        raise RuntimeError("bad \x00 bytes " + b"\xff\xfe".decode("latin-1")
+                           + "\udcff" + "x" * 100_000)
