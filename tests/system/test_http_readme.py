@@ -3,9 +3,9 @@
 Every ``curl`` command in the README's api section runs in bash with
 ``FUWAD_URL`` and ``FUWAD_TOKEN`` set, as the README tells the reader to
 set them; the jobs its examples name (42, 43, 44) are made first.  The
-workers and monitor examples need the daemon: with none answering on the
-configured socket they must fail with the API's 503 saying so, and with one
-they must pass.
+workers and monitor examples need the daemon: here, with none, they must
+fail with the API's 503 saying so; test_http_daemon.py runs them all
+against a running daemon, where they must pass.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ import pytest
 
 from fuwad import tokens
 from fuwad.config import load
-from fuwad.control.client import ControlClient
-from fuwad.errors import FuwadError
 from fuwad.http.app import ROUTES
 from fuwad.tokens import Role
 from tests.system.test_http_serve import Server
@@ -55,31 +53,25 @@ def curl_commands() -> list[str]:
     return commands
 
 
-async def _prepare(dsn: str) -> str:
+async def prepare_examples(dsn: str) -> str:
+    """Make the token 'me' and the jobs the examples name; return it."""
     connection = await asyncpg.connect(dsn)
     try:
         token, _ = await tokens.create(connection, "me", Role.ADMIN)
-        # The jobs the examples name: 42 failed, 43 pending, 44 any.
+        # The jobs the examples name: 42 failed, 43 pending, 44 any.  The
+        # pending ones are due in an hour, so that no worker claims them.
         await connection.execute(
             """INSERT INTO queue_jobs (id, job_name, job_class, queue, status,
-                                       failed_at, last_error)
+                                       available_at, failed_at, last_error)
                VALUES (42, 'welcome', 'app.jobs.SendWelcome', 'mail',
-                       'failed', now(), 'boom'),
+                       'failed', now(), now(), 'boom'),
                       (43, 'report', 'app.jobs.Report', 'default',
-                       'pending', NULL, NULL),
+                       'pending', now() + interval '1 hour', NULL, NULL),
                       (44, 'old', 'app.jobs.Report', 'default',
-                       'pending', NULL, NULL)""")
+                       'pending', now() + interval '1 hour', NULL, NULL)""")
     finally:
         await connection.close()
     return token
-
-
-def daemon_answers(socket_path: Path) -> bool:
-    try:
-        ControlClient(socket_path, 5.0).request("ping")
-    except FuwadError:
-        return False
-    return True
 
 
 def test_the_readme_documents_every_endpoint_with_curl() -> None:
@@ -97,38 +89,41 @@ def test_the_readme_documents_every_endpoint_with_curl() -> None:
                 assert f"-X {route.method}" in command
 
 
+def run_curl_examples(url: str, token: str, daemon: bool) -> None:
+    """Run every curl example; those needing the daemon must pass if it
+    runs, else fail with the API's 503 saying so."""
+    env = {**os.environ, "FUWAD_URL": url, "FUWAD_TOKEN": token}
+    commands = curl_commands()
+    assert len(commands) >= 16
+    for command in commands:
+        done = subprocess.run(["bash", "-c", command], env=env,
+                              capture_output=True, text=True, timeout=60,
+                              check=False)
+        if any(p in command for p in DAEMON_CALLS) and not daemon:
+            assert done.returncode == 22, (command, done.stdout)
+            assert ("not running" in done.stdout
+                    or "supervisor not reachable" in done.stdout)
+            continue
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        if "/metrics" in command:
+            assert "fuwad_jobs_ready" in done.stdout
+            continue
+        answer = json.loads(done.stdout)
+        if "openapi.json" in command:
+            assert answer["openapi"].startswith("3.")
+            continue
+        assert answer["success"] is True, (command, answer)
+
+
 @pytest.mark.slow
 def test_the_readme_curl_examples_work_as_written(
     dsn: str, tmp_path: Path,
 ) -> None:
-    token = asyncio.run(_prepare(dsn))
-    socket_path = tmp_path / "no-daemon.sock"
+    token = asyncio.run(prepare_examples(dsn))
     server = Server(dsn, tmp_path)
     try:
         server.wait_ready()
-        env = {**os.environ, "FUWAD_URL": server.url, "FUWAD_TOKEN": token}
-        daemon = daemon_answers(socket_path)
-        commands = curl_commands()
-        assert len(commands) >= 16
-        for command in commands:
-            done = subprocess.run(["bash", "-c", command], env=env,
-                                  capture_output=True, text=True,
-                                  timeout=60, check=False)
-            needs_daemon = any(p in command for p in DAEMON_CALLS)
-            if needs_daemon and not daemon:
-                assert done.returncode == 22, (command, done.stdout)
-                assert ("not running" in done.stdout
-                        or "supervisor not reachable" in done.stdout)
-                continue
-            assert done.returncode == 0, (command, done.stdout, done.stderr)
-            if "/metrics" in command:
-                assert "fuwad_jobs_ready" in done.stdout
-                continue
-            answer = json.loads(done.stdout)
-            if "openapi.json" in command:
-                assert answer["openapi"].startswith("3.")
-                continue
-            assert answer["success"] is True, (command, answer)
+        run_curl_examples(server.url, token, daemon=False)
     finally:
         assert server.stop() == 0
 
