@@ -85,11 +85,15 @@ BEGIN
     PERFORM pg_notify('fuwad_jobs', q)
     FROM (SELECT DISTINCT queue AS q FROM changed
           WHERE status = 'pending' AND available_at <= now()) AS ready;
-    PERFORM pg_notify('fuwad_stop', ids)
-    FROM (SELECT string_agg(n.id::text, ',') AS ids
-          FROM changed AS n JOIN before AS o ON o.id = n.id
-          WHERE o.status = 'processing' AND n.status = 'cancelled'
-          GROUP BY n.id / 500) AS stopped;
+    -- Most updates are claims and outcomes: look for a cancellation before
+    -- paying for the join.
+    IF EXISTS (SELECT 1 FROM changed WHERE status = 'cancelled') THEN
+        PERFORM pg_notify('fuwad_stop', ids)
+        FROM (SELECT string_agg(n.id::text, ',') AS ids
+              FROM changed AS n JOIN before AS o ON o.id = n.id
+              WHERE o.status = 'processing' AND n.status = 'cancelled'
+              GROUP BY n.id / 500) AS stopped;
+    END IF;
     RETURN NULL;
 END;
 $$;
