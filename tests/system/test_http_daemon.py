@@ -9,6 +9,7 @@ import json
 import signal
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,12 @@ import pytest
 from tests.conftest import wait_until_sync
 from tests.system.conftest import Daemon
 from tests.system.test_http_readme import prepare_examples, run_curl_examples
+from tests.system.test_http_schemathesis import (
+    CONFORMANCE,
+    DAEMON_PATHS,
+    FULL_CHECKS,
+    run_schemathesis,
+)
 from tests.system.test_http_serve import free_port
 
 
@@ -33,12 +40,15 @@ def call(url: str, token: str, method: str = "GET") -> tuple[int, Any]:
 
 @pytest.mark.slow
 def test_workers_monitor_and_health_answer_from_the_daemon(
-    daemon: Daemon, dsn: str,
+    daemon: Daemon, dsn: str, tmp_path: Path,
 ) -> None:
     token = asyncio.run(prepare_examples(dsn))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    daemon.start("--workers", "1", http={"enabled": True, "port": port})
+    # No rate limit: schemathesis sends hundreds of requests, some without
+    # a token on purpose.
+    daemon.start("--workers", "1", http={"enabled": True, "port": port},
+                 auth={"rate_admin": 0, "failed_rate": 0})
     daemon.wait_ready(workers=1)
     wait_until_sync(lambda: call(f"{url}/healthz", token)[0] == 200,
                     timeout=30, message="healthz 200")
@@ -68,6 +78,12 @@ def test_workers_monitor_and_health_answer_from_the_daemon(
     status, answer = call(f"{url}/api/queue/monitor/start", token, "POST")
     assert (status, answer["data"]) == (200, {"running": True})
     daemon.wait_ready(workers=1)
+
+    # With the daemon up, its endpoints pass every check, 5xx included.
+    fuzz = run_schemathesis(url, token, tmp_path,
+                            "--checks", FULL_CHECKS + CONFORMANCE,
+                            "--include-path-regex", DAEMON_PATHS)
+    assert fuzz.returncode == 0, fuzz.stdout[-6000:]
 
     run_curl_examples(url, token, daemon=True)
 

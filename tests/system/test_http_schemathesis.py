@@ -29,6 +29,8 @@ DAEMON_PATHS = r"^/(api/queue/(workers|monitor/.*)|healthz)$"
 # FUWAD_FUZZ_EXAMPLES widen it by hand.
 SEED = os.environ.get("FUWAD_FUZZ_SEED", "7")
 EXAMPLES = os.environ.get("FUWAD_FUZZ_EXAMPLES", "50")
+FULL_CHECKS = ("not_a_server_error,negative_data_rejection,"
+               "unsupported_method,ignored_auth,")
 CONFORMANCE = ("status_code_conformance,content_type_conformance,"
                "response_headers_conformance,response_schema_conformance")
 
@@ -60,12 +62,13 @@ async def _prepare(dsn: str) -> str:
     return token
 
 
-def _run(server: Server, token: str, tmp_path: Path,
-         *options: str) -> subprocess.CompletedProcess[str]:
+def run_schemathesis(url: str, token: str, tmp_path: Path,
+                     *options: str) -> subprocess.CompletedProcess[str]:
+    """Run schemathesis against the API at ``url`` with ``token``."""
     env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": ""}
     return subprocess.run(
-        [_schemathesis(), "run", f"{server.url}/api/queue/openapi.json",
-         "--url", server.url,
+        [_schemathesis(), "run", f"{url}/api/queue/openapi.json",
+         "--url", url,
          "-H", f"Authorization: Bearer {token}",
          "--seed", SEED, "--max-examples", EXAMPLES, "--workers", "1",
          "--phases", "examples,coverage,fuzzing",
@@ -86,15 +89,14 @@ def test_schemathesis_finds_no_server_error_and_nothing_off_schema(
                     FUWAD_AUTH_FAILED_RATE="0")
     try:
         server.wait_ready()
-        everything = _run(
-            server, token, tmp_path,
-            "--checks", "not_a_server_error,negative_data_rejection,"
-            "unsupported_method,ignored_auth," + CONFORMANCE,
+        everything = run_schemathesis(
+            server.url, token, tmp_path,
+            "--checks", FULL_CHECKS + CONFORMANCE,
             "--exclude-path-regex", DAEMON_PATHS,
         )
         assert everything.returncode == 0, everything.stdout[-6000:]
-        daemon = _run(
-            server, token, tmp_path, "--checks", CONFORMANCE,
+        daemon = run_schemathesis(
+            server.url, token, tmp_path, "--checks", CONFORMANCE,
             "--include-path-regex", DAEMON_PATHS,
         )
         assert daemon.returncode == 0, daemon.stdout[-6000:]
