@@ -166,7 +166,10 @@ async function refresh() {
     }
   } finally {
     running = false;
-    if (session.live && !document.hidden) {
+    if (session.live && document.hidden) {
+      // The tab was hidden while this round ran: stay paused.
+      setStatus("paused", false);
+    } else if (session.live) {
       window.clearTimeout(timer);
       timer = window.setTimeout(refresh, delay);
     }
