@@ -226,24 +226,28 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    """One page of jobs, newest first."""
+    """One page of jobs, newest first; up to ``max_id`` when given."""
     page = query_int(request, "page", 1, 1, MAX_PAGE)
     limit = min(query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_ID),
                 MAX_LIMIT)
+    max_id = None
+    if _query_once(request, "max_id") is not None:
+        max_id = query_int(request, "max_id", None, 1, MAX_ID)
     status = query_text(request, "status")
     queue = query_text(request, "queue")
     job_class = query_text(request, "job_class")
-    try:
-        if status is not None:
+    if status is not None:
+        try:
             status = parse_status(status)
-        jobs, total = await request.app[MANAGER].list_jobs(
-            status=status, page=page, limit=limit, queue=queue,
-            job_class=job_class,
-        )
-    except InvalidJob as exc:
-        raise _job_error(exc) from None
-    data = {"jobs": [job_dict(j) for j in jobs], "total": total,
-            "page": page, "limit": limit}
+        except InvalidJob as exc:
+            raise ApiError(400, str(exc)) from None
+    pool = request.app[MANAGER].pool
+    rows = await pool.fetch(queries.API_LIST_JOBS, status, queue, job_class,
+                            limit, (page - 1) * limit, max_id)
+    total = await pool.fetchval(queries.API_COUNT_JOBS, status, queue,
+                                job_class, max_id)
+    jobs = [job_dict(Job.from_row(row)) for row in rows]
+    data = {"jobs": jobs, "total": int(total), "page": page, "limit": limit}
     return ok(data, f"{len(jobs)} of {total} jobs")
 
 

@@ -32,8 +32,8 @@ STATUSES = [s.value for s in JobStatus]
 ROLES = ["viewer", "operator", "admin"]
 NO_NUL = "^[^\\u0000]*$"
 # What fuwad.when.parse_relative reads: '+90 minutes', '2h', '30'.
-DELAY_TEXT = ("^\\+?\\s*[0-9]{1,9}(\\.[0-9]{1,6})?\\s*(s|secs?|seconds?|m|mins?|"
-              "minutes?|h|hours?|d|days?|w|weeks?)?$")
+DELAY_TEXT = ("^\\+?\\s*[0-9]{1,9}(\\.[0-9]{1,6})?\\s*"
+              "(s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?|w|weeks?)?$")
 
 
 def nullable(schema: Schema) -> Schema:
@@ -239,6 +239,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
                              "maximum": MAX_ID},
                    "Jobs per page, 50 by default; more than 200 is cut "
                    "to 200 (the answer's limit says what was used)."),
+            _query("max_id", JOB_ID,
+                   "Only jobs with this id or lower, so that later pages "
+                   "hold still while new jobs arrive."),
             _query("status", {"enum": [*STATUSES, ""]},
                    "Only jobs in this status; empty means every status."),
             _query("queue", FILTER, "Only jobs of this queue."),

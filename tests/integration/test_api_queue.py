@@ -115,6 +115,13 @@ async def test_jobs_are_listed_newest_first_with_filters_and_paging(
     everything = await data(client, "/api/queue/jobs?status=", admin)
     assert everything["total"] == 8
 
+    # Pinned at max_id, page 2 holds still while new jobs arrive.
+    pinned = f"/api/queue/jobs?limit=3&page=2&max_id={ids[6]}"
+    before = await data(client, pinned, admin)
+    await manager.push("newer", "app.jobs.A")
+    after = await data(client, pinned, admin)
+    assert after == before and after["total"] == 7
+
 
 async def test_a_job_has_every_field_and_times_with_a_timezone(
     client: TestClient, admin: dict[str, str], manager: QueueManager,

@@ -93,7 +93,8 @@ async def test_an_unknown_status_lists_the_valid_ones(
 @pytest.mark.parametrize("query", [
     "page=0", "page=x", "page=1000001", "limit=0", "limit=-3",
     "limit=99999999999999999999", "queue=" + "q" * 300, "job_class=a%00b",
-    "limit=", "page=1&page=2", "status=failed&status=pending",
+    "limit=", "page=1&page=2", "status=failed&status=pending", "max_id=",
+    "max_id=0", "max_id=x",
 ])
 async def test_bad_list_parameters_are_400(
     client: TestClient, admin: dict[str, str], query: str,
