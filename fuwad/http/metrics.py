@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -45,7 +44,7 @@ def parse_allow(text: str) -> list[Network]:
     return networks
 
 
-def allowed(address: str | None, networks: Iterable[Network]) -> bool:
+def allowed(address: str | None, networks: list[Network]) -> bool:
     """Tell whether ``address`` lies in one of ``networks``."""
     if not address:
         return False
