@@ -8,9 +8,11 @@ going:
   seconds.  Shortly before the end it starts its successor, a detached copy
   of itself, keeps claiming until the successor claims too, then drains and
   exits.  Each worker starts at most one successor, so a chain never
-  multiplies.  After ``--idle-timeout`` seconds without a job the chain
-  ends; the idle time so far travels down the chain, so short lives still
-  add up to the timeout.  A lifetime or idle timeout of 0 means none.
+  multiplies; if that one fails to start, the chain ends with this worker
+  and the monitor starts a new one.  After ``--idle-timeout`` seconds
+  without a job the chain ends; the idle time so far travels down the
+  chain, so short lives still add up to the timeout.  A lifetime or idle
+  timeout of 0 means none.
 * ``worker-monitor``, started by cron every minute, keeps ``--min-workers``
   auto workers alive.  One monitor runs at a time: it holds a session-level
   advisory lock on a connection of its own for its whole life, and a second
@@ -307,8 +309,8 @@ class HandOver:
                 DatabaseError):
             return "starting"
         for row in rows:
-            # Its first heartbeat moves it past "starting": by then its
-            # claim loop and LISTEN are running.
+            # Its first heartbeat moves it past "starting"; that runs
+            # once its claim loop waits on its first claim.
             if row["id"] == wanted and row["state"] != WorkerState.STARTING:
                 return "ready"
         return "starting"
