@@ -1,7 +1,8 @@
 """The admin page in a real headless Chromium against the real API.
 
 Each test serves :func:`fuwad.http.app.make_app` on a random loopback port
-over its own database, makes real API tokens, and drives the page with
+over its own database, makes real API tokens (with ``fuwactl token`` where
+the README tells people to), and drives the page with
 Playwright (Debian's ``chromium``, installed by ``scripts/install-browser``;
 Playwright never downloads a browser here).  One browser serves the whole
 session; each test gets a fresh context, so no token or storage leaks from
@@ -19,9 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp import web
 from playwright.async_api import (
@@ -40,7 +39,7 @@ from fuwad.errors import FuwadError
 from fuwad.http.app import make_app
 from fuwad.tokens import Role
 from tests.conftest import wait_until
-from tests.system.conftest import Daemon
+from tests.system.conftest import Daemon, command
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -135,6 +134,19 @@ async def make_token(manager: QueueManager, role: str) -> str:
     return token
 
 
+async def fuwactl(dsn: str, *args: str) -> str:
+    """Run the real fuwactl on ``dsn``; return what it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUWAD_")}
+    env["FUWAD_DSN"] = dsn
+    process = await asyncio.create_subprocess_exec(
+        command("fuwactl"), *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
 async def sign_in(page: Page, site: str, token: str) -> None:
     await page.goto(f"{site}/admin/queue")
     await page.get_by_label("API token").fill(token)
@@ -188,9 +200,11 @@ async def confirm(page: Page, verb: str) -> None:
 
 
 async def test_sign_in_keeps_the_token_in_the_tab_and_sign_out_forgets_it(
-    page: Page, site: str, manager: QueueManager,
+    page: Page, site: str, dsn: str,
 ) -> None:
-    token = await make_token(manager, "viewer")
+    made = await fuwactl(dsn, "token", "create", "--name", "alice",
+                         "--role", "viewer", "--json")
+    token = json.loads(made)["token"]
     await page.goto(f"{site}/admin/queue")
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
 
@@ -223,13 +237,13 @@ async def test_sign_in_keeps_the_token_in_the_tab_and_sign_out_forgets_it(
 
 
 async def test_revoked_token_returns_to_sign_in_with_a_message(
-    page: Page, site: str, manager: QueueManager,
+    page: Page, site: str, manager: QueueManager, dsn: str,
 ) -> None:
     token, info = await tokens.create(manager.pool, "leaving", Role.ADMIN)
     await sign_in(page, site, token)
     await expect(page.locator("#count-total")).to_have_text("0")
 
-    await tokens.revoke(manager.pool, info.name)
+    await fuwactl(dsn, "token", "revoke", info.name)
 
     # The next refresh gets a 401 and the page signs itself out.
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
