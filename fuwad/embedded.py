@@ -112,6 +112,10 @@ def _run(args: list[str], user: pwd.struct_passwd | None) -> str:
         result = subprocess.run(
             args, capture_output=True, text=True, check=False,
             timeout=START_TIMEOUT_S, cwd="/",
+            # A session of its own: Ctrl-C in the terminal that started
+            # fuwad, or a signal to its process group, must not reach the
+            # server, which outlives the daemon on purpose.
+            start_new_session=True,
             user=None if user is None else user.pw_uid,
             group=None if user is None else user.pw_gid,
             extra_groups=None if user is None else [],
