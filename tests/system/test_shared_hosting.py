@@ -277,6 +277,24 @@ async def test_worker_auto_sigterm_finishes_its_job_and_starts_no_successor(
     assert await _rows(dsn) == []
 
 
+async def test_worker_auto_whose_successor_fails_ends_the_chain_alone(
+    config: Config, daemon: Daemon, group: Group, dsn: str,
+) -> None:
+    daemon.start("--lifetime", "3", subcommand="worker-auto")
+    await wait_until(lambda: _live_auto(dsn), timeout=30,
+                     message="the auto worker")
+    # Each successor reads the INI afresh: a broken one cannot start.
+    with open(daemon.ini, "a") as ini:
+        ini.write("not_a_key = 1\n")
+    assert daemon.wait_exit(60) == 0
+    wait_until_sync(lambda: not group.pids(), message="no worker left")
+    text = group.text()
+    assert "successor failed to start" in text, text
+    assert "reason=lifetime over, successor failed" in text, text
+    assert len(_successors(text)) == 1, text
+    assert await _rows(dsn) == []
+
+
 def test_worker_auto_refuses_a_lifetime_too_short_to_hand_over(
     config: Config, tmp_path: Path,
 ) -> None:
