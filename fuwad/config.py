@@ -171,7 +171,8 @@ def _convert(section: str, key: str, kind: type[Any], raw: str) -> Any:
         try:
             value = int(text)
         except ValueError:
-            raise ConfigError(f"{where} must be a whole number, not {raw!r}")
+            raise ConfigError(
+                f"{where} must be a whole number, not {raw!r}") from None
         if value < 0:
             raise ConfigError(f"{where} must not be negative, not {raw!r}")
         return value
@@ -179,7 +180,8 @@ def _convert(section: str, key: str, kind: type[Any], raw: str) -> Any:
         try:
             number = float(text)
         except ValueError:
-            raise ConfigError(f"{where} must be a number, not {raw!r}")
+            raise ConfigError(
+                f"{where} must be a number, not {raw!r}") from None
         if not math.isfinite(number) or number < 0:
             raise ConfigError(
                 f"{where} must be a finite number of at least 0, not {raw!r}"
@@ -220,7 +222,8 @@ def load(
             ) from None
         except configparser.Error as exc:
             first = str(exc).splitlines()[0]
-            raise ConfigError(f"config file {chosen} is not valid INI: {first}")
+            raise ConfigError(
+                f"config file {chosen} is not valid INI: {first}") from None
         for section in parser.sections():
             if section not in SECTIONS:
                 known = ", ".join(SECTIONS)

@@ -139,7 +139,8 @@ def sd_notify(message: str) -> bool:
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         try:
-            sock.sendto(message.encode(), address)
+            # Never block the supervisor's loop on a full notify queue.
+            sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
         except OSError as exc:
             log.warning("systemd notify failed error=%s", exc)
             return False

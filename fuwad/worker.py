@@ -19,6 +19,7 @@ changes nothing, and says so in its log.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import json
@@ -29,7 +30,6 @@ import signal
 import socket
 import time
 import traceback
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,10 +71,7 @@ class WorkerOptions:
     supervisor_pid: int | None = None
     max_jobs: int = 0
     max_memory_mb: int = 0
-    lifetime: float | None = None
     idle_timeout: float | None = None
-    # Called once shortly before a lifetime ends (worker-auto hands over).
-    on_lifetime_ending: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -186,7 +183,6 @@ class Worker:
         self._link_writer: asyncio.StreamWriter | None = None
         self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._handed_over = False
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -289,7 +285,6 @@ class Worker:
     # Claiming --------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        lifetime = self.options.lifetime
         while not self.draining:
             # Let jobs finishing in this same moment free their slots, so
             # that one claim fills many slots rather than one each.
@@ -306,12 +301,6 @@ class Worker:
                 if len(jobs) == free:
                     continue
                 wait = await self._next_wait()
-            if lifetime is not None:
-                left = self.started + lifetime - time.monotonic()
-                if left <= 0:
-                    self.drain("lifetime over")
-                    break
-                wait = left if wait is None else min(wait, left)
             idle_limit = self.options.idle_timeout
             if idle_limit is not None and not self.running:
                 idle_left = self.last_work + idle_limit - time.monotonic()
@@ -595,7 +584,7 @@ class Worker:
                 continue
             delay = 0.5
             connection.add_termination_listener(
-                lambda _c: _settle(lost))
+                functools.partial(_on_terminated, lost))
             try:
                 await connection.add_listener(JOBS_CHANNEL, self._on_jobs)
                 await connection.add_listener(STOP_CHANNEL, self._on_stop)
@@ -655,19 +644,7 @@ class Worker:
                     TimeoutError) as exc:
                 log.warning("heartbeat failed worker_id=%s error=%s",
                             self.id, exc)
-            self._maybe_hand_over()
             await asyncio.sleep(interval)
-
-    def _maybe_hand_over(self) -> None:
-        o = self.options
-        if o.lifetime is None or o.on_lifetime_ending is None:
-            return
-        if self._handed_over:
-            return
-        lead = max(2.0, self.config.queue.heartbeat_interval * 2)
-        if time.monotonic() >= self.started + o.lifetime - lead:
-            self._handed_over = True
-            o.on_lifetime_ending()
 
     async def _check_leases(self) -> None:
         """Stop running jobs whose lease is gone (cancelled, rescued...)."""
@@ -797,7 +774,9 @@ class Worker:
             self._link_writer = None
 
     def _title(self) -> None:
-        label = f"fuwad: worker {self.options.index}"
+        role = self.options.role
+        label = (f"fuwad: worker {self.options.index}" if role == "worker"
+                 else f"fuwad: {role} worker")
         if self.draining:
             label += " draining"
         if not self.running:
@@ -822,7 +801,7 @@ def _first_line(error: BaseException) -> str:
     return clean_text(f"{type(error).__name__}: {text}", 200)
 
 
-def _settle(future: asyncio.Future[None]) -> None:
+def _on_terminated(future: asyncio.Future[None], _connection: object) -> None:
     if not future.done():
         future.set_result(None)
 

@@ -42,7 +42,7 @@ from fuwad.ctl.output import (
     pairs,
     table,
 )
-from fuwad.errors import ConfigError, DatabaseError, FuwadError, InvalidJob
+from fuwad.errors import ConfigError, FuwadError, InvalidJob
 from fuwad.handler import Job
 from fuwad.manager import (
     MAX_PAGE_SIZE,
