@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 import uvloop
 
 from fuwad import __version__, db, policy, proc, queries
@@ -102,6 +103,8 @@ class Supervisor:
         self.generation = 0
         self.children: dict[int, Child] = {}
         self.http_pid: int | None = None
+        self.rescuer_pid: int | None = None
+        self.rescuer_not_before = 0.0
         self.http_not_before = 0.0
         self.rescues: list[Rescue] = []
         self.started = time.monotonic()
@@ -145,7 +148,7 @@ class Supervisor:
             if any(isinstance(a, policy.Finish) for a in actions):
                 break
             self._apply(actions, now)
-            self._deliver_rescues()
+            self._deliver_rescues(now)
             self._keep_http(now)
             if self._control is not None:
                 self._control.tick()
@@ -279,6 +282,9 @@ class Supervisor:
             if ended.pid == self.http_pid:
                 self._http_ended(ended, now)
                 continue
+            if ended.pid == self.rescuer_pid:
+                self._rescuer_ended(ended, now)
+                continue
             child = self.children.pop(ended.pid, None)
             if child is None:
                 log.warning("stranger reaped pid=%d %s", ended.pid,
@@ -309,7 +315,9 @@ class Supervisor:
             log.error("worker killed pid=%d reason=%s", child.pid,
                       child.retiring)
             return
-        quick = now - child.started < policy.QUICK_DEATH_S
+        # Only a worker that dies before it is ready feeds the backoff: one
+        # killed mid-job after a good start is replaced at once.
+        quick = now - child.started < policy.QUICK_DEATH_S and not child.ready
         if quick or ended.code == EXIT_BOOT_FAILED:
             self.crash_streak += 1
             delay = policy.spawn_delay(self.crash_streak)
@@ -321,28 +329,69 @@ class Supervisor:
             self.crash_streak = 0
             log.error("worker died pid=%d %s", child.pid, what)
 
-    def _deliver_rescues(self) -> None:
+    def _deliver_rescues(self, now: float) -> None:
+        """Hand each waiting rescue to a worker, or to a rescuer process."""
+        waiting = [r for r in self.rescues if r.sent_to is None]
+        if not waiting:
+            return
         couriers = [c for c in self.children.values()
                     if c.ready and c.stop_sent is None]
-        if not couriers:
-            return
-        for rescue in self.rescues:
-            if rescue.sent_to is None:
-                courier = couriers[len(rescue.worker_id) % len(couriers)]
-                order = {"cmd": "rescue", "worker_id": rescue.worker_id,
-                         "reason": rescue.reason,
-                         "timed_out": {str(k): v
-                                       for k, v in rescue.timed_out.items()}}
-                if self._order(courier, order):
-                    rescue.sent_to = courier.pid
+        for rescue in waiting:
+            if not couriers:
+                break
+            courier = couriers[len(rescue.worker_id) % len(couriers)]
+            order = {"cmd": "rescue", "worker_id": rescue.worker_id,
+                     "reason": rescue.reason,
+                     "timed_out": {str(k): v
+                                   for k, v in rescue.timed_out.items()}}
+            if self._order(courier, order):
+                rescue.sent_to = courier.pid
+        left = [r for r in self.rescues if r.sent_to is None]
+        if left and self.rescuer_pid is None and not self.draining \
+                and now >= self.rescuer_not_before:
+            self._spawn_rescuer(left)
 
-    async def _rescue_directly(self, rescues: list[Rescue]) -> None:
+    def _spawn_rescuer(self, rescues: list[Rescue]) -> None:
+        """Fork a short-lived process that rescues at once.
+
+        For when no worker is ready to carry the rescue (the only one died,
+        or the rest wait out a crash-loop backoff): the jobs must not wait
+        for a respawn.
+        """
+        def run() -> int:
+            proc.set_title("fuwad: rescuer")
+            return asyncio.run(self._rescue_directly(rescues))
+
+        self.rescuer_pid = proc.fork(run, keep={1, 2})
+        for rescue in rescues:
+            rescue.sent_to = self.rescuer_pid
+        log.debug("rescuer spawned pid=%d rescues=%d", self.rescuer_pid,
+                  len(rescues))
+
+    def _rescuer_ended(self, ended: proc.Exit, now: float) -> None:
+        pid, self.rescuer_pid = ended.pid, None
+        done = ended.code == 0
+        if not done:
+            log.error("rescuer failed pid=%d %s; trying again in 1s", pid,
+                      ended.describe())
+            self.rescuer_not_before = now + 1.0
+        kept = []
+        for rescue in self.rescues:
+            if rescue.sent_to == pid:
+                if done:
+                    continue
+                rescue.sent_to = None
+            kept.append(rescue)
+        self.rescues = kept
+
+    async def _rescue_directly(self, rescues: list[Rescue]) -> int:
+        """Rescue from this process; return 0 on success, 1 on failure."""
         q = self.config.queue
         try:
             connection = await db.connect(self.dsn)
         except FuwadError as exc:
-            log.error("rescue at exit failed error=%s", exc)
-            return
+            log.error("rescue failed error=%s", exc)
+            return 1
         try:
             for r in rescues:
                 for job_id, why in r.timed_out.items():
@@ -357,8 +406,13 @@ class Supervisor:
                 if moved:
                     log.warning("jobs rescued worker_id=%s jobs=%d",
                                 r.worker_id, len(moved))
+        except (OSError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:
+            log.error("rescue failed error=%s", exc)
+            return 1
         finally:
             await connection.close()
+        return 0
 
     # Planning and acting ---------------------------------------------------
 
@@ -529,6 +583,8 @@ class Supervisor:
 
         def run() -> int:
             from fuwad.http.app import serve
+            proc.set_title(f"fuwad: http {config.http.host}:"
+                           f"{config.http.port}")
             return serve(config, dsn)
 
         self.http_pid = proc.fork(run, keep={1, 2})

@@ -72,7 +72,7 @@ class Group:
         found = []
         for pid in self.pids():
             line = _cmdline(pid)
-            if line.startswith("fuwad: worker") or " worker-auto " in line:
+            if line.startswith("fuwad: auto worker") or " worker-auto " in line:
                 found.append(pid)
         return found
 
