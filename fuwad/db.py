@@ -36,10 +36,32 @@ def redact(dsn: str) -> str:
     return re.sub(r"(password=)[^&\s]*", r"\1***", dsn)
 
 
+class UndecodableData(str):
+    """Job data PostgreSQL holds but Python cannot decode.
+
+    jsonb accepts nesting far deeper than Python's recursion limit allows
+    ``json.loads`` to follow; a row inserted by plain SQL may hold such
+    data.  It comes back as this string, which says what is wrong, so that
+    listing jobs, the API and the admin page keep working, and a worker
+    fails the job instead of crashing on it.
+    """
+
+
+def decode_json(text: str) -> Any:
+    """Decode a jsonb value, or return UndecodableData saying why not."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return UndecodableData(
+            f"[fuwad: this job's data ({len(text)} bytes of JSON) is nested "
+            "too deeply to decode; push flatter data]"
+        )
+
+
 async def _setup(connection: asyncpg.Connection) -> None:
     await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog",
-        format="text",
+        "jsonb", encoder=json.dumps, decoder=decode_json,
+        schema="pg_catalog", format="text",
     )
 
 

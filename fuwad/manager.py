@@ -83,14 +83,9 @@ def parse_priority(value: int | str) -> int:
     return value
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
+# A NUL in any string of the data, as json.dumps escapes it: \u0000 after
+# an even number of backslashes (an odd number would escape the slash).
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def encode_data(data: Any, limit: int) -> str:
@@ -102,7 +97,11 @@ def encode_data(data: Any, limit: int) -> str:
             f"job data must be JSON: {exc}; pass dicts, lists, strings, "
             "finite numbers, booleans and None"
         ) from None
-    if _has_nul(data):
+    except RecursionError:
+        raise InvalidJob(
+            "job data is nested too deeply to encode; push flatter data"
+        ) from None
+    if _ESCAPED_NUL.search(text):
         raise InvalidJob(
             "job data holds a NUL character (\\u0000), which PostgreSQL "
             "cannot store; encode binary data as base64"

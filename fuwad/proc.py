@@ -6,6 +6,7 @@ decision lives in :mod:`fuwad.policy` and :mod:`fuwad.supervisor`.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from fuwad import log as fuwad_log
 log = logging.getLogger("fuwad.proc")
 
 EXIT_CRASH = 70
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 CHILD_RESET_SIGNALS = (
     signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
     signal.SIGCHLD, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1,
@@ -59,6 +61,7 @@ def fork(run: Callable[[], int], keep: Collection[int] = ()) -> int:
         # A lock held by another thread at fork() stays held in the child
         # for ever; the supervisor is built to have no threads.
         log.warning("forking with threads running count=%d", threads)
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         return pid
@@ -68,6 +71,11 @@ def fork(run: Callable[[], int], keep: Collection[int] = ()) -> int:
         for signum in CHILD_RESET_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         _close_inherited(set(keep) | {0, 1, 2})
+        # A supervisor killed with SIGKILL cannot stop its children: have
+        # the kernel send SIGTERM (drain) then, and check it is not too late.
+        _die_with_parent(signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(0)
         code = run()
     except BaseException:  # the child must never return into the parent
         log.exception("child crashed pid=%d", os.getpid())
@@ -75,6 +83,15 @@ def fork(run: Callable[[], int], keep: Collection[int] = ()) -> int:
     finally:
         fuwad_log.flush()
         os._exit(code)
+
+
+def _die_with_parent(signum: int) -> None:
+    """Ask Linux to send ``signum`` when the parent process dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the link's end of file still tells workers
 
 
 def _close_inherited(keep: set[int]) -> None:

@@ -99,6 +99,7 @@ class Supervisor:
         q = config.queue
         self.fixed = workers is not None
         self.target = workers if workers is not None else q.workers
+        self.initial_target = self.target
         self.autoscale = not self.fixed and q.min_workers < q.max_workers
         self.generation = 0
         self.children: dict[int, Child] = {}
@@ -208,11 +209,22 @@ class Supervisor:
             elif signum == signal.SIGQUIT:
                 self.stop_now()
             elif signum == signal.SIGHUP:
-                self.reload()
+                try:
+                    self.reload()
+                except ConfigError:
+                    pass  # logged where it was refused
             elif signum == signal.SIGTTIN:
-                self.scale(self.target + 1, "SIGTTIN")
+                self._nudge(+1, "SIGTTIN")
             elif signum == signal.SIGTTOU:
-                self.scale(max(self.target - 1, 1), "SIGTTOU")
+                self._nudge(-1, "SIGTTOU")
+
+    def _nudge(self, step: int, reason: str) -> None:
+        count = self.target + step
+        if 1 <= count <= self.scale_limit():
+            self.scale(count, reason)
+        else:
+            log.warning("%s ignored: workers=%d is the limit", reason,
+                        self.target)
 
     # Steering, from signals and the control socket ---------------------------
 
@@ -240,12 +252,18 @@ class Supervisor:
             child.stop_sent = child.stop_sent or time.monotonic()
 
     def reload(self) -> None:
-        """Re-read the configuration and roll every worker, one by one."""
+        """Re-read the configuration and roll every worker, one by one.
+
+        A configuration that does not load is refused with ConfigError,
+        and the old one stays in force.
+        """
         try:
             fresh = load(self.config.source or None, overrides=self.overrides)
         except ConfigError as exc:
             log.error("reload refused, keeping the old configuration: %s", exc)
-            return
+            raise ConfigError(
+                f"reload refused, the old configuration stays: {exc}"
+            ) from None
         self.config = fresh
         fuwad_log.set_level(fresh.log.level)
         if not self.fixed:
@@ -256,10 +274,18 @@ class Supervisor:
         log.info("supervisor reloading generation=%d workers=%d",
                  self.generation, self.target)
 
+    def scale_limit(self) -> int:
+        """Return the most workers this daemon may run."""
+        return max(self.config.queue.max_workers, self.initial_target)
+
     def scale(self, count: int, reason: str) -> None:
         """Keep ``count`` workers from now on."""
-        if count < 0 or count > 256:
-            raise ConfigError(f"cannot scale to {count} workers; use 0..256")
+        limit = self.scale_limit()
+        if count < 0 or count > limit:
+            raise ConfigError(
+                f"cannot scale to {count} workers; this daemon runs 0 to "
+                f"{limit} ([queue] max_workers): raise max_workers and "
+                "reload to go higher")
         if count != self.target:
             log.info("supervisor scaling workers=%d previous=%d reason=%s",
                      count, self.target, reason)

@@ -39,6 +39,7 @@ import setproctitle
 
 from fuwad import db, queries
 from fuwad.config import Config
+from fuwad.db import UndecodableData
 from fuwad.errors import DatabaseError, HandlerError
 from fuwad.handler import Job, JobHandler, resolve
 from fuwad.policy import backoff, should_retry
@@ -403,6 +404,8 @@ class Worker:
 
     async def _call(self, handler_cls: type[JobHandler], job: Job,
                     entry: Running) -> None:
+        if isinstance(job.job_data, UndecodableData):
+            raise HandlerError(str(job.job_data))
         handler = handler_cls()
         if inspect.iscoroutinefunction(handler.handle):
             scope = asyncio.timeout(entry.timeout)

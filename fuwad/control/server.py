@@ -83,22 +83,37 @@ def peer_of(sock: socket.socket) -> Peer:
 
 
 def admitted(peer: Peer, own_uid: int, group: grp.struct_group | None,
-             user: pwd.struct_passwd | None) -> bool:
+             user: pwd.struct_passwd | None,
+             process_groups: frozenset[int] = frozenset()) -> bool:
     """Decide whether ``peer`` may use the socket.
 
     Root and the daemon's own user always may; with a configured ``group``,
-    so may a process whose effective group it is and a user who has it as
-    primary or supplementary group.
+    so may a process whose effective group it is, a process that holds it
+    among its supplementary groups (``process_groups``, as systemd's
+    SupplementaryGroups= grants), and a user who has it as primary or
+    supplementary group in the group database.
     """
     if peer.uid in (0, own_uid):
         return True
     if group is None:
         return False
-    if peer.gid == group.gr_gid:
+    if peer.gid == group.gr_gid or group.gr_gid in process_groups:
         return True
     if user is None:
         return False
     return user.pw_gid == group.gr_gid or user.pw_name in group.gr_mem
+
+
+def groups_of(pid: int) -> frozenset[int]:
+    """Return the supplementary groups process ``pid`` holds now."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Groups:"):
+                    return frozenset(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return frozenset()
 
 
 def resolve_group(name: str) -> grp.struct_group | None:
@@ -435,11 +450,13 @@ class ControlServer:
             user: pwd.struct_passwd | None = pwd.getpwuid(peer.uid)
         except KeyError:
             user = None
-        return admitted(peer, self._own_uid, group, user)
+        return admitted(peer, self._own_uid, group, user,
+                        groups_of(peer.pid))
 
     def _refusal(self, peer: Peer) -> str:
         who = _user_name(peer.uid)
-        allowed = f"as {_user_name(self._own_uid)} or root"
+        owner = _user_name(self._own_uid)
+        allowed = "as root" if owner == "root" else f"as {owner} or root"
         if self.group:
             allowed += f", or as a member of group {self.group!r}"
         return (f"{who} may not use the control socket {self.path}; run "

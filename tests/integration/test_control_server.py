@@ -517,14 +517,15 @@ def test_forked_child_closing_its_copies_leaves_the_server_serving(
 # -- who may connect -------------------------------------------------------
 
 
-def _as_user_in_child(path: Path, uid: int, gid: int) -> str:
+def _as_user_in_child(path: Path, uid: int, gid: int,
+                      extra_groups: tuple[int, ...] = ()) -> str:
     """Fork, become ``uid``/``gid``, ask for ping; return what happened."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: no logging, no threads, leave by os._exit
         os.close(read_end)
         try:
-            os.setgroups([])
+            os.setgroups(list(extra_groups))
             os.setgid(gid)
             os.setuid(uid)
             answer = ControlClient(path, TIMEOUT).request("ping")
@@ -586,6 +587,25 @@ def test_member_of_the_configured_group_is_admitted(sockdir: Path) -> None:
     harness = Served(sockdir / "fuwad.sock", group=group).start()
     try:
         result = _as_user_in_child(harness.path, nobody.pw_uid, nobody.pw_gid)
+        assert result == "ok True"
+    finally:
+        harness.stop()
+
+
+@needs_root
+def test_a_process_granted_the_group_at_run_time_is_admitted(
+    sockdir: Path,
+) -> None:
+    # As systemd's SupplementaryGroups= does: the group is the process's,
+    # not the user's in /etc/group.
+    nobody = pwd.getpwnam("nobody")
+    granted = grp.getgrnam("sys")
+    assert "nobody" not in granted.gr_mem
+    os.chmod(sockdir, 0o755)
+    harness = Served(sockdir / "fuwad.sock", group="sys").start()
+    try:
+        result = _as_user_in_child(harness.path, nobody.pw_uid,
+                                   nobody.pw_gid, (granted.gr_gid,))
         assert result == "ok True"
     finally:
         harness.stop()

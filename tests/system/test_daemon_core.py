@@ -176,3 +176,33 @@ async def test_worker_alone_runs_jobs_and_stops_on_sigterm(
     daemon.signal(signal.SIGTERM)
     assert await asyncio.to_thread(daemon.wait_exit, 60) == 0
     assert set(daemon.runs().values()) == {1}
+
+
+async def test_data_too_deep_to_decode_fails_only_its_own_job(
+    config: Config, daemon: Daemon, manager: QueueManager, dsn: str,
+) -> None:
+    # jsonb takes nesting far deeper than Python can decode; a producer in
+    # another language may insert it.
+    daemon.start("--workers", "1").wait_ready()
+    deep = "[" * 3000 + "]" * 3000
+    connection = await asyncpg.connect(dsn)
+    try:
+        poison = await connection.fetchval(
+            "INSERT INTO queue_jobs (job_name, job_class, job_data) "
+            "VALUES ('deep', 'handlers.Record', $1::text::jsonb) "
+            "RETURNING id", deep)
+    finally:
+        await connection.close()
+    fine = await manager.push("fine", "handlers.Record")
+
+    async def both_ended() -> bool:
+        jobs = [await manager.get_job(i) for i in (poison, fine)]
+        return jobs[0].status == "failed" and jobs[1].status == "completed"
+    await wait_until(both_ended, timeout=60, message="both jobs to end")
+    job = await manager.get_job(poison)
+    assert "nested too deeply to decode" in (job.last_error or "")
+    assert "nested too deeply" in str(job.job_data)
+    listed, total = await manager.list_jobs()
+    assert total == 2 and {j.id for j in listed} == {poison, fine}
+    assert "crash" not in daemon.log()
+    assert daemon.runs()[poison] == 0

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from fuwad import JobSpec, QueueManager
 from fuwad.config import Config, with_queue
+from fuwad.errors import ControlError
 from tests.conftest import wait_until
 from tests.system.conftest import Daemon, run_entries
 
@@ -174,7 +178,6 @@ async def test_two_supervisors_one_killed_whole_the_other_finishes_its_jobs(
 
 
 def _with_socket(config: Config, path: Path) -> Config:
-    import dataclasses
     return dataclasses.replace(
         config, control=dataclasses.replace(config.control, socket=str(path)))
 
@@ -345,3 +348,68 @@ async def test_process_titles_say_what_each_process_does(
         return _title(daemon.pid).startswith(
             "fuwad: supervisor running workers=1/1 busy=1")
     await wait_until(supervisor_titled, message="the supervisor's title")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_children_of_a_killed_supervisor_do_not_linger(
+    config: Config, tmp_path: Path, daemons: list[Daemon],
+) -> None:
+    serving = dataclasses.replace(config, http=dataclasses.replace(
+        config.http, enabled=True, port=_free_port()))
+    daemon = Daemon(serving, tmp_path)
+    daemons.append(daemon)
+    daemon.start("--workers", "2").wait_ready(2)
+
+    async def three_children() -> list[int] | None:
+        found = _children_of(daemon.pid)
+        return found if len(found) == 3 else None
+    children = await wait_until(three_children,
+                                message="two workers and the HTTP server")
+    os.kill(daemon.pid, signal.SIGKILL)
+
+    async def all_gone() -> bool:
+        return not any(_alive(pid) for pid in children)
+    await wait_until(all_gone, timeout=30,
+                     message="the orphans to stop (and free the port)")
+
+
+async def test_scale_and_reload_refuse_what_the_daemon_cannot_do(
+    config: Config, daemon: Daemon,
+) -> None:
+    daemon.start("--workers", "1").wait_ready()
+    with pytest.raises(ControlError, match=r"this daemon runs 0 to 4"):
+        daemon.client().request("scale", count=5)
+    assert daemon.client().request("scale", count=2) == {"workers": 2}
+    daemon.ini.write_text(daemon.ini.read_text().replace(
+        "worker_sleep = 1.0", "worker_sleep = banana"))
+    with pytest.raises(ControlError, match="reload refused.*worker_sleep"):
+        daemon.client().request("reload")
+    daemon.wait_ready(2)
+    assert daemon.status()["target_workers"] == 2  # type: ignore[index]
