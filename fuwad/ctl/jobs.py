@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from fuwad import db
+from fuwad import db, embedded
 from fuwad import migrate as migrations
 from fuwad.config import Config, load
 from fuwad.ctl.output import (
@@ -325,6 +325,21 @@ async def cmd_dsn(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+async def cmd_stop_db(args: argparse.Namespace, config: Config) -> int:
+    if config.database.dsn:
+        raise Fail("a DSN is configured, so fuwad runs no database of its "
+                   "own to stop; stop that server the way it was started")
+    data_dir = config.data_dir()
+    stopped = embedded.stop(data_dir)
+    if args.json:
+        emit_json({"stopped": stopped, "data_dir": str(data_dir)})
+    elif stopped:
+        print(f"stopped the embedded PostgreSQL in {data_dir}")
+    else:
+        print(f"no embedded PostgreSQL runs in {data_dir}")
+    return 0
+
+
 async def cmd_push(args: argparse.Namespace, config: Config) -> int:
     spec = JobSpec(
         job_name=args.name,
@@ -479,6 +494,10 @@ def register(commands: Any) -> None:
     _add(commands, "dsn", cmd_dsn,
          "print the database URL in use (starts the embedded server if "
          "no DSN is configured)")
+
+    _add(commands, "stop-db", cmd_stop_db,
+         "stop the embedded PostgreSQL (stop the daemon first; the next "
+         "fuwad or fuwactl command starts it again)")
 
     push = _add(commands, "push", cmd_push, "push one job; print its id")
     push.add_argument("name", metavar="NAME", help="a name for people")

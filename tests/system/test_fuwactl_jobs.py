@@ -387,6 +387,11 @@ async def test_without_a_dsn_commands_start_and_share_the_embedded_server(
             await connection.close()
         assert name == "hello"
         assert ok(fuwactl(env, "dsn")).out.strip() == printed
+        assert "stopped the embedded PostgreSQL" in ok(
+            fuwactl(env, "stop-db")).out
+        assert not embedded.is_running(data_dir)
+        assert "no embedded PostgreSQL runs" in ok(
+            fuwactl(env, "stop-db")).out
     finally:
         embedded.stop(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
