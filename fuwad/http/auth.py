@@ -3,7 +3,10 @@
 Each call's guard runs, in order, before the handler does any work:
 refuse an address that failed to authenticate too often (429), find the
 token (401), count the call against the token's rate (429), check the role
-(403).  Calls that change something are written to the audit log
+(403).  An address may have only as many token lookups in flight as it has
+failures left to spend, so that guesses sent all at once, before any is
+answered, get no more tries than guesses sent one by one; its other calls
+wait for those lookups to end.  Calls that change something are written to the audit log
 (``fuwad.audit``) with the token's name, role, action, job id and outcome.
 
 Rate limits are token buckets kept in this process's memory: several
@@ -15,6 +18,7 @@ in mind.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -101,11 +105,18 @@ class RateLimiter:
             refill(bucket, limit, now)
         return bucket
 
-    def blocked_for(self, key: str, limit: Limit, now: float) -> float:
-        """Return seconds until ``key`` may act again, taking nothing."""
-        if limit.unlimited or key not in self._buckets:
+    def blocked_for(self, key: str, limit: Limit, now: float,
+                    held: int = 0) -> float:
+        """Return seconds until ``key`` may act again, taking nothing,
+        with ``held`` calls already promised to others."""
+        if limit.unlimited:
             return 0.0
-        return wait_needed(self._bucket(key, limit, now), limit)
+        if key not in self._buckets:
+            level = float(limit.burst)
+        else:
+            level = self._bucket(key, limit, now).level
+        missing = held + 1.0 - level
+        return 0.0 if missing <= 0 else missing / limit.rate
 
     def take(self, key: str, limit: Limit, now: float) -> float:
         """Take one call for ``key``; return 0, or seconds to wait."""
@@ -135,6 +146,48 @@ def bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
+class FailureBudget:
+    """Lets an address look tokens up only while its failed-authentication
+    bucket could pay for every lookup in flight failing.
+
+    A lookup that would overdraw the bucket waits for one in flight to end
+    (a good token gives its place back, a bad one spends it); once nothing
+    is in flight and the bucket is still short, the call is refused.
+    """
+
+    def __init__(self, limiter: RateLimiter, limit: Limit) -> None:
+        self.limiter = limiter
+        self.limit = limit
+        self._held: dict[str, int] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+
+    async def hold(self, key: str) -> None:
+        """Promise one failure of ``key``'s; raise ApiError 429 when it has
+        none left."""
+        while True:
+            held = self._held.get(key, 0)
+            wait = self.limiter.blocked_for(key, self.limit,
+                                            time.monotonic(), held)
+            if wait == 0.0:
+                self._held[key] = held + 1
+                return
+            if held == 0:
+                raise too_many(wait, "failed authentications from this "
+                               "address")
+            await self._ended.setdefault(key, asyncio.Event()).wait()
+
+    def release(self, key: str, failed: bool) -> None:
+        """End a held lookup; a failed one is spent from the bucket."""
+        if failed:
+            self.limiter.take(key, self.limit, time.monotonic())
+        held = self._held.pop(key, 1) - 1
+        if held > 0:
+            self._held[key] = held
+        ended = self._ended.pop(key, None)
+        if ended is not None:
+            ended.set()  # the waiters look again, in arrival order
+
+
 class Authenticator:
     """Finds who holds a token, and keeps the rate limits."""
 
@@ -144,6 +197,7 @@ class Authenticator:
         self.limiter = RateLimiter()
         self.failed_limit = Limit(config.failed_rate,
                                   max(1, config.failed_burst))
+        self.failures = FailureBudget(self.limiter, self.failed_limit)
 
     async def identify(self, token: str) -> Identity | None:
         """Return who holds ``token``: our table first, then the users
@@ -160,16 +214,20 @@ class Authenticator:
         """Return the caller's identity, or raise ApiError 401 or 429."""
         address = request.remote or "unknown"
         key = f"addr:{address}"
-        now = time.monotonic()
         # An address that failed too often is refused before its token is
         # even looked at: guessing must not go on at the database's cost.
-        wait = self.limiter.blocked_for(key, self.failed_limit, now)
-        if wait:
-            raise too_many(wait, "failed authentications from this address")
+        await self.failures.hold(key)
         token = bearer(request)
-        found = await self.identify(token) if token else None
+        found = None
+        answered = False
+        try:
+            found = await self.identify(token) if token else None
+            answered = True
+        finally:
+            # Only a lookup that ended with no holder is a failure; one the
+            # database could not answer spends nothing.
+            self.failures.release(key, failed=answered and found is None)
         if found is None:
-            self.limiter.take(key, self.failed_limit, now)
             reason = "no bearer token" if not token else "unknown token"
             log.info("auth refused addr=%s reason=%s path=%s", address,
                      reason, request.path)
@@ -181,7 +239,8 @@ class Authenticator:
                 {"WWW-Authenticate": 'Bearer realm="fuwad"'},
             )
         limit = role_limit(self.config, found.role)
-        wait = self.limiter.take(f"token:{found.name}", limit, now)
+        wait = self.limiter.take(f"token:{found.name}", limit,
+                                 time.monotonic())
         if wait:
             raise too_many(wait, f"requests for token {found.name}")
         return found

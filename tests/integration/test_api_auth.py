@@ -216,3 +216,36 @@ async def test_concurrent_first_uses_of_a_token_all_pass(
             for _ in range(20)
         ])
         assert [r.status for r in responses] == [200] * 20
+
+
+async def test_parallel_bad_tokens_get_no_more_tries_than_the_burst(
+    serve: Serve, dsn: str,
+) -> None:
+    # Every guess is sent before any is answered: the check and the count
+    # of a failure must not let in-flight guesses slip past the limit.
+    async with serve(failed_rate=0.001, failed_burst=20) as client:
+        responses = await asyncio.gather(*[
+            client.get("/api/queue/stats", headers=bearer(f"fwd_guess{n}"))
+            for n in range(300)
+        ])
+        statuses = [r.status for r in responses]
+        assert statuses.count(401) == 20
+        assert statuses.count(429) == 280
+
+
+async def test_parallel_good_calls_from_one_address_all_pass(
+    serve: Serve, dsn: str,
+) -> None:
+    # Calls waiting on the failure budget are let through as the ones
+    # ahead of them prove good, instead of being refused.
+    token = await make_token(dsn, "busy", Role.VIEWER)
+    async with serve(rate_viewer=0, failed_rate=0.001,
+                     failed_burst=2) as client:
+        responses = await asyncio.gather(*[
+            client.get("/api/queue/whoami", headers=bearer(token))
+            for _ in range(60)
+        ])
+        assert [r.status for r in responses] == [200] * 60
+        guess = await client.get("/api/queue/whoami",
+                                 headers=bearer("fwd_guess"))
+        assert guess.status == 401
