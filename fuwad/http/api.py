@@ -29,6 +29,9 @@ from aiohttp import web
 from fuwad import queries
 from fuwad.control.client import AsyncControlClient
 from fuwad.errors import (
+    ControlError,
+    ControlTimeout,
+    DaemonNotRunning,
     DatabaseError,
     FuwadError,
     InvalidJob,
@@ -41,6 +44,7 @@ from fuwad.http.common import (
     CONFIG,
     IDENTITY,
     MANAGER,
+    REQUEST_ID,
     ApiError,
     ok,
 )
@@ -320,17 +324,36 @@ async def cleanup(request: web.Request) -> web.Response:
 
 # Workers and the monitor, over the control socket ---------------------------
 
+NOT_RUNNING = "the fuwad daemon is not running; start it with 'fuwad run'"
+
+
+def _control_refusal(exc: FuwadError, request_id: str) -> str:
+    """Say what went wrong with the daemon without the server's details.
+
+    The client's messages name the control socket's path, the user and
+    the group; those belong to the server's log, not to API callers.
+    """
+    if isinstance(exc, DaemonNotRunning):
+        return NOT_RUNNING
+    where = f"the server log has the details under request id {request_id}"
+    if isinstance(exc, ControlTimeout):
+        return f"the fuwad daemon did not answer in time; {where}"
+    if isinstance(exc, ControlError):
+        return f"the fuwad daemon refused this server's request; {where}"
+    return f"the fuwad daemon gave no usable answer; {where}"
+
+
 async def control(request: web.Request, command: str) -> Any:
     """Send ``command`` to the daemon; return its answer's data."""
     client = AsyncControlClient.from_config(request.app[CONFIG])
     try:
         return await client.request(command)
     except FuwadError as exc:
-        # Not running, timed out, refused this user or answered garbage:
-        # each message says which, and what to do.
-        log.warning("control failed cmd=%s error=%s", command,
-                    type(exc).__name__)
-        raise ApiError(503, str(exc)) from None
+        # Not running, timed out, refused this user or answered garbage.
+        request_id = request.get(REQUEST_ID, "-")
+        log.warning("control failed cmd=%s request_id=%s error=%s: %s",
+                    command, request_id, type(exc).__name__, exc)
+        raise ApiError(503, _control_refusal(exc, request_id)) from None
 
 
 WORKER_FIELDS = ("id", "host", "pid", "role", "state", "current_job",
