@@ -7,12 +7,21 @@
 ``fuwad http`` and the daemon's HTTP child.  Outside /admin every answer,
 refusals and failures included, is the JSON envelope; a failure nobody
 expected answers 500 with a request id, and only the log holds the details.
+
+A request aiohttp cannot parse never reaches the app or its middleware:
+aiohttp answers it itself, in plain text that quotes the offending line (an
+Authorization header, token and all).  aiohttp offers no hook for that
+answer (aio-libs/aiohttp#3287), so :func:`serve` listens through
+:class:`EnvelopeSite`, whose connections make it in the envelope and echo
+nothing of the request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 import signal
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +29,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import uvloop
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from fuwad import db, migrate, tokens
 from fuwad.config import Config
@@ -50,6 +58,11 @@ class HttpError(FuwadError):
     """The HTTP server cannot start as configured."""
 
 
+def new_request_id() -> str:
+    """Return an id that finds one request's lines in the log."""
+    return uuid.uuid4().hex[:16]
+
+
 def _http_message(exc: web.HTTPException, request: web.Request) -> str:
     path = request.path[:100]
     if isinstance(exc, web.HTTPMethodNotAllowed):
@@ -69,7 +82,7 @@ async def envelope_middleware(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
     """Turn every refusal and failure into the envelope."""
-    request_id = uuid.uuid4().hex[:16]
+    request_id = new_request_id()
     request[REQUEST_ID] = request_id
     try:
         return await handler(request)
@@ -156,7 +169,7 @@ async def _serve(config: Config, dsn: str) -> None:
     await runner.setup()
     try:
         host, port = config.http.host, config.http.port
-        site = web.TCPSite(runner, host, port)
+        site = EnvelopeSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:
@@ -171,37 +184,90 @@ async def _serve(config: Config, dsn: str) -> None:
         await runner.cleanup()
 
 
-class _QuietBadRequests(logging.Filter):
-    """Turn aiohttp's traceback for a malformed request into one line.
+# Where a parser's message starts quoting the request: a colon, a line
+# break, or a quote after a space.  The log keeps only the words before.
+_QUOTE_STARTS = re.compile(r"[:\n]|\s[bB]?['\"]")
 
-    A request aiohttp cannot parse (a NUL in a header, a broken request
-    line) is answered 400 by aiohttp itself; anyone can send one, so it
-    is worth a line, not a traceback.
-    """
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if not isinstance(error, HttpProcessingError):
-            return True
-        lines = (error.message or "").strip().splitlines()
-        reason = lines[0].rstrip(": ")[:120] if lines else "-"
-        log.info("http bad request refused status=%s error=%s",
-                 error.code, reason)
-        return False
+def _parse_reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "-"
+    text = str(getattr(exc, "message", "") or "")
+    words = _QUOTE_STARTS.split(text.strip(), maxsplit=1)[0].strip()[:80]
+    return f"{type(exc).__name__}: {words}" if words else type(exc).__name__
+
+
+class EnvelopeHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering its own refusals (a request
+    it cannot parse, a handler that failed outside the middleware) in the
+    envelope, with nothing of the request in them."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        del message  # aiohttp's text, which quotes the request
+        if request.writer.output_size > 0:
+            # Part of an answer is out: another cannot follow.
+            raise ConnectionError("the answer had begun; closing")
+        request_id = new_request_id()
+        if status == 400:
+            # Anyone can send one; it is worth a line, not a traceback.
+            log.info("http bad request refused request_id=%s error=%s",
+                     request_id, _parse_reason(exc))
+            text = ("malformed HTTP request refused (a bad request line, "
+                    "header or length); nothing in it was used; request id "
+                    f"{request_id}")
+        else:
+            log.error("request failed request_id=%s status=%d",
+                      request_id, status, exc_info=exc)
+            text = ("internal error; the server log has the details under "
+                    f"request id {request_id}")
+        response = refuse(status, text, {
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+            "X-Request-Id": request_id,
+        })
+        response.force_close()
+        return response
+
+
+class EnvelopeSite(web.BaseSite):
+    """A TCP site whose connections are :class:`EnvelopeHandler`s."""
+
+    __slots__ = ("_host", "_port")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        if server is None:  # BaseSite refuses a runner that is not set up
+            raise HttpError("the HTTP runner was not set up")
+        self._server = await loop.create_server(
+            functools.partial(EnvelopeHandler, server, loop=loop),
+            self._host, self._port, backlog=self._backlog,
+        )
 
 
 def serve(config: Config, dsn: str) -> int:
     """Serve HTTP on ``[http] host`` and ``port`` until SIGTERM or SIGINT;
     return the exit code."""
-    quiet = _QuietBadRequests()
-    server_log = logging.getLogger("aiohttp.server")
-    server_log.addFilter(quiet)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_serve(config, dsn))
     except FuwadError as exc:
         log.critical("http cannot start: %s", exc)
         return 1
-    finally:
-        server_log.removeFilter(quiet)
     return 0

@@ -145,3 +145,67 @@ def test_an_unreachable_database_exits_1_with_a_clear_message(
     output = server.output()
     assert "http cannot start: cannot reach PostgreSQL" in output
     assert "Traceback" not in output
+
+
+SECRET = "fwd_do-not-echo-this-token"
+MALFORMED = [
+    # A control character in the Authorization header: the parser quotes
+    # the whole line, token included, in its own answer.
+    f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\n"
+    f"Authorization: Bearer {SECRET}\x01\r\n\r\n",
+    f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\n"
+    f"Authorization: Bearer {SECRET}\rx\r\n\r\n",
+    f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n"
+    f"Authorization: Bearer {SECRET}\r\n\r\n",
+    f"GET /api/queue/stats HTTP/1.1\r\nAuthorization: Bearer {SECRET}\r\n"
+    "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    f"G@T /api/queue/{SECRET} HTTP/1.1\r\nHost: x\r\n\r\n",
+    f"GET /api/queue/{SECRET}\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /api/queue/stats HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    + SECRET * 400 + "\r\n\r\n",
+]
+
+
+def raw_request(port: int, data: str) -> bytes:
+    """Send ``data`` as it is and return the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data.encode("latin-1"))
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_request_the_parser_refuses_is_answered_in_the_envelope(
+    dsn: str, tmp_path: Path, servers: list[Server],
+) -> None:
+    server = Server(dsn, tmp_path)
+    servers.append(server)
+    server.wait_ready()
+    request_ids = []
+    for data in MALFORMED:
+        answer = raw_request(server.port, data)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].split(" ")[1] == "400", answer[:200]
+        headers = {k.lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in lines[1:])}
+        assert headers["content-type"].startswith("application/json")
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["cache-control"] == "no-store"
+        request_id = headers["x-request-id"]
+        envelope = json.loads(body)
+        assert envelope["success"] is False
+        assert envelope["error"].startswith("malformed HTTP request refused")
+        assert envelope["error"].endswith(f"request id {request_id}")
+        # Nothing the caller sent comes back.
+        assert SECRET.encode() not in answer and b"Bearer" not in answer
+        request_ids.append(request_id)
+    assert server.stop() == 0
+    output = server.output()
+    assert SECRET not in output and "Traceback" not in output
+    # One line in the log for each, under its request id.
+    for request_id in request_ids:
+        logged = [line for line in output.splitlines() if request_id in line]
+        assert len(logged) == 1, output
+        assert "http bad request refused" in logged[0]
