@@ -153,8 +153,12 @@ def make_app(config: Config, dsn: str) -> web.Application:
     app[openapi.DOCUMENT] = openapi.build()
     app.cleanup_ctx.append(_database(config, dsn))
     for route in ROUTES:
-        app.router.add_route(route.method, route.path,
-                             guard(route.handler, route.role, route.action))
+        handler = guard(route.handler, route.role, route.action)
+        app.router.add_route(route.method, route.path, handler)
+        if route.method == "GET":
+            # HEAD wherever GET: the same answer, which aiohttp sends
+            # without its body.
+            app.router.add_route("HEAD", route.path, handler)
     admin.setup(app)
     app.on_response_prepare.append(_security_headers)
     return app

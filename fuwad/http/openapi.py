@@ -367,6 +367,17 @@ def _extra_paths() -> dict[str, Schema]:
     }
 
 
+def _head(get: Schema) -> Schema:
+    """The HEAD twin of a GET operation: its answers without bodies."""
+    head = {**get, "operationId": "head" + get["operationId"][3:],
+            "summary": f"{get['summary']} (headers only)"}
+    head["responses"] = {
+        code: {k: v for k, v in answer.items() if k != "content"}
+        for code, answer in get["responses"].items()
+    }
+    return head
+
+
 def build() -> Schema:
     """Return the OpenAPI document."""
     paths: dict[str, Schema] = {}
@@ -376,6 +387,9 @@ def build() -> Schema:
             _operation(endpoint.method, endpoint.path, role)
         )
     paths.update(_extra_paths())
+    for item in paths.values():
+        if "get" in item:
+            item["head"] = _head(item["get"])
     return {
         "openapi": "3.1.0",
         "info": {

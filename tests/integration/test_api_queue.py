@@ -255,6 +255,8 @@ async def test_every_route_is_in_the_openapi_document(
                  for path, item in document["paths"].items()
                  for method in item}
     served = {(route.method, route.path) for route in ROUTES}
+    # HEAD is served, and described, wherever GET is.
+    served |= {("HEAD", path) for method, path in served if method == "GET"}
     assert described == served
     for route in ROUTES:
         operation = document["paths"][route.path][route.method.lower()]

@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fuwad import tokens
 from fuwad.config import Config
-from fuwad.http.app import make_app
+from fuwad.http.app import ROUTES, make_app
 from fuwad.manager import QueueManager
 from fuwad.tokens import Role
 
@@ -177,8 +177,9 @@ async def test_wrong_methods_and_paths_answer_in_the_envelope(
 ) -> None:
     response = await client.post("/api/queue/stats", headers=admin)
     message = await refused(response, 405)
-    assert message == "POST is not allowed on /api/queue/stats; use GET"
-    assert response.headers["Allow"] == "GET"
+    assert message == ("POST is not allowed on /api/queue/stats; use GET, "
+                       "HEAD")
+    assert response.headers["Allow"] == "GET,HEAD"
     response = await client.get("/api/queue/delete", headers=admin)
     assert response.headers["Allow"] == "DELETE"
     await refused(response, 405)
@@ -208,3 +209,24 @@ async def test_an_unexpected_failure_is_500_with_a_request_id_in_the_log(
     assert "last_error" not in message and "SELECT" not in message
     logged = [r for r in caplog.records if request_id in r.getMessage()]
     assert logged and logged[0].exc_info is not None
+
+
+async def test_head_answers_wherever_get_does_with_no_body(
+    client: TestClient, admin: dict[str, str], manager: QueueManager,
+) -> None:
+    job_id = await manager.push("a", "app.jobs.A")
+    gets = [route.path for route in ROUTES if route.method == "GET"]
+    assert len(gets) >= 9
+    for path in gets:
+        target = f"{path}?id={job_id}" if path.endswith("/job") else path
+        got = await client.get(target, headers=admin)
+        await got.read()
+        head = await client.head(target, headers=admin)
+        assert head.status == got.status, path
+        assert await head.read() == b"", path
+        assert head.content_type == got.content_type, path
+        assert head.headers["X-Content-Type-Options"] == "nosniff"
+        assert "X-Request-Id" in head.headers
+    # The token is checked on HEAD as on GET.
+    head = await client.head("/api/queue/stats")
+    assert head.status == 401
