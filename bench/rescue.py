@@ -9,8 +9,9 @@ against the wall clock at the kill: both on this host).  Prints the median
 and the worst of the rounds, and for scale the heartbeat timeout that a
 rescue by heartbeat alone would have waited.
 
-The database is the embedded server in a temporary directory, or the one
-named by FUWAD_BENCH_DSN.
+The database is the embedded server in a temporary directory, or a new
+database created (and dropped after) on the server named by
+FUWAD_BENCH_DSN.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from pathlib import Path
 
 import asyncpg
 
-from fuwad import QueueManager, embedded
+from fuwad import QueueManager
 from fuwad.config import load
 from fuwad.control.client import ControlClient
 from fuwad.errors import FuwadError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from throughput import fresh_schema  # noqa: E402
+from throughput import bench_database, fresh_schema  # noqa: E402
 
 
 def worker_on(client: ControlClient, job_id: int) -> int | None:
@@ -83,8 +84,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="fuwad-bench-"))
-    dsn = os.environ.get("FUWAD_BENCH_DSN") or embedded.ensure_running(work)
+    async with bench_database() as dsn:
+        work = Path(tempfile.mkdtemp(prefix="fuwad-bench-run-"))
+        try:
+            await measure(dsn, work, args.rounds)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+async def measure(dsn: str, work: Path, rounds: int) -> None:
     await fresh_schema(dsn)
     socket_path = work / "fuwad.sock"
     ini = work / "fuwad.ini"
@@ -108,18 +116,14 @@ async def main() -> None:
             await asyncio.sleep(0.05)
         async with await QueueManager.connect(dsn, config) as manager:
             waits = [await one_round(dsn, client, manager)
-                     for _ in range(args.rounds)]
-        print(f"death to re-claim over {args.rounds} kills: median "
+                     for _ in range(rounds)]
+        print(f"death to re-claim over {rounds} kills: median "
               f"{statistics.median(waits) * 1000:.0f} ms, worst "
               f"{max(waits) * 1000:.0f} ms (heartbeat timeout: "
               f"{config.queue.worker_cleanup_heartbeat_timeout:g} s)")
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
-        if not os.environ.get("FUWAD_BENCH_DSN"):
-            embedded.stop(work)
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -98,8 +98,16 @@ def dsn_for(data_dir: Path, database: str = DATABASE) -> str:
 
 @contextmanager
 def _locked(data_dir: Path) -> Iterator[None]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / ".start.lock", "w") as handle:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(data_dir / ".start.lock", "w")
+    except OSError as exc:
+        raise DatabaseError(
+            f"cannot use {data_dir} as the data directory: {exc.strerror}; "
+            "set FUWAD_DATA_DIR (or [database] data_dir) to a directory "
+            "fuwad may write, or configure a DSN"
+        ) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -91,7 +91,10 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 def encode_data(data: Any, limit: int) -> str:
     """Return ``data`` as JSON text, refusing what PostgreSQL would refuse."""
     try:
-        text = json.dumps({} if data is None else data, allow_nan=False)
+        # ensure_ascii=False keeps a lone surrogate as it is, so that the
+        # UTF-8 check below finds it (escaped, PostgreSQL would refuse it).
+        text = json.dumps({} if data is None else data, allow_nan=False,
+                          ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(
             f"job data must be JSON: {exc}; pass dicts, lists, strings, "
@@ -106,7 +109,14 @@ def encode_data(data: Any, limit: int) -> str:
             "job data holds a NUL character (\\u0000), which PostgreSQL "
             "cannot store; encode binary data as base64"
         )
-    size = len(text.encode())
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError:
+        raise InvalidJob(
+            "job data holds a string that is not valid Unicode (a lone "
+            "surrogate, as from undecodable bytes); clean it or send bytes "
+            "as base64"
+        ) from None
     if size > limit:
         raise InvalidJob(
             f"job data is {size} bytes, over the {limit}-byte limit "
@@ -120,8 +130,10 @@ def check_spec(spec: JobSpec, max_payload_bytes: int) -> _Checked:
     """Validate one job, or raise InvalidJob naming what is wrong."""
     if not isinstance(spec.job_name, str) or not spec.job_name.strip():
         raise InvalidJob("job_name must be a non-empty string")
-    if len(spec.job_name) > 255 or "\x00" in spec.job_name:
-        raise InvalidJob("job_name must be at most 255 characters, no NUL")
+    if len(spec.job_name) > 255 or "\x00" in spec.job_name \
+            or not _valid_unicode(spec.job_name):
+        raise InvalidJob("job_name must be at most 255 characters of valid "
+                         "Unicode, with no NUL")
     path = class_path(spec.job_class)
     if len(path) > 255 or not _CLASS_PATH.match(path):
         raise InvalidJob(
@@ -303,6 +315,8 @@ class QueueManager:
             status = parse_status(status)
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise InvalidJob(f"page must be 1 or more, not {page!r}")
+        if page > MAX_PAGE:
+            raise InvalidJob(f"page must be at most {MAX_PAGE}, not {page}")
         size = _limit(limit)
         offset = (page - 1) * size
         rows = await self._guard(self.pool.fetch(
@@ -392,6 +406,14 @@ class QueueManager:
             ) from None
 
 
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _job_id(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidJob(f"a job id is a positive integer, not {value!r}")
@@ -401,6 +423,7 @@ def _job_id(value: Any) -> int:
 
 
 MAX_PAGE_SIZE = 500
+MAX_PAGE = 10**9  # far past any table, and the offset still fits bigint
 
 
 def _limit(value: Any) -> int:

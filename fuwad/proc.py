@@ -37,11 +37,11 @@ class Exit:
     code: int | None
     signal: int | None
 
-    def describe(self) -> str:
+    def describe(self, oom_hint: bool = True) -> str:
         if self.signal is not None:
             name = signal.Signals(self.signal).name
             text = f"killed by signal {self.signal} ({name})"
-            if self.signal == signal.SIGKILL:
+            if self.signal == signal.SIGKILL and oom_hint:
                 text += "; out of memory? see the kernel log (dmesg)"
             return text
         return f"exited with code {self.code}"

@@ -68,6 +68,16 @@ WHERE status = 'pending'
   AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
 """
 
+# Write the handlers' max_attempts onto just-claimed jobs that have none,
+# so a rescuer that cannot import the handler still honours it.
+PIN_MAX_ATTEMPTS = """
+UPDATE queue_jobs AS j
+SET max_attempts = d.max_attempts
+FROM unnest($2::bigint[], $3::integer[]) AS d(id, max_attempts)
+WHERE j.id = d.id AND j.worker_id = $1 AND j.max_attempts IS NULL
+  AND j.status = 'processing'
+"""
+
 # processing -> completed for a batch of (id, attempt) held by worker $1.
 COMPLETE_JOBS = """
 UPDATE queue_jobs AS j

@@ -250,6 +250,7 @@ class Supervisor:
         for child in self.children.values():
             proc.send(child.pid, signal.SIGQUIT)
             child.stop_sent = child.stop_sent or time.monotonic()
+            child.retiring = "stop now"
 
     def reload(self) -> None:
         """Re-read the configuration and roll every worker, one by one.
@@ -271,6 +272,9 @@ class Supervisor:
             self.autoscale = q.min_workers < q.max_workers
             self.target = min(max(self.target, q.min_workers), q.max_workers)
         self.generation += 1
+        # A new configuration may be the fix for a crash loop: try at once.
+        self.crash_streak = 0
+        self.spawn_not_before = 0.0
         log.info("supervisor reloading generation=%d workers=%d",
                  self.generation, self.target)
 
@@ -319,7 +323,9 @@ class Supervisor:
             self._forget(child)
             self.totals["died"] += 1
             self._judge_death(child, ended, now)
-            reason = f"worker {child.worker_id} {ended.describe()}"
+            # A SIGKILL of our own is no sign of memory trouble.
+            told = ended.describe(oom_hint=child.kill_sent is None)
+            reason = f"worker {child.worker_id} {told}"
             timed_out = dict(child.timed_out)
             self.rescues.append(Rescue(child.worker_id,
                                        f"{reason}; job rescued", timed_out))
@@ -330,7 +336,7 @@ class Supervisor:
     def _judge_death(self, child: Child, ended: proc.Exit,
                      now: float) -> None:
         """Log the death at its level and feed the crash-loop backoff."""
-        what = ended.describe()
+        what = ended.describe(oom_hint=child.kill_sent is None)
         asked = child.stop_sent is not None
         if ended.code == EXIT_RECYCLE or (asked and ended.code == 0):
             log.info("worker exited pid=%d %s reason=%s", child.pid, what,
@@ -678,6 +684,10 @@ class Supervisor:
 
     def control_scale(self, count: int) -> dict[str, Any]:
         self.scale(count, "control")
+        if self.autoscale:
+            # An operator's count holds: autoscaling waits for a reload.
+            self.autoscale = False
+            log.info("autoscaling paused until reload workers=%d", count)
         return {"workers": self.target}
 
     def control_monitor_start(self) -> None:

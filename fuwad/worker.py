@@ -19,6 +19,7 @@ changes nothing, and says so in its log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -42,7 +43,7 @@ from fuwad.config import Config
 from fuwad.db import UndecodableData
 from fuwad.errors import DatabaseError, HandlerError
 from fuwad.handler import Job, JobHandler, resolve
-from fuwad.policy import backoff, should_retry
+from fuwad.policy import MAX_ATTEMPTS, backoff, should_retry
 from fuwad.states import WorkerState
 
 log = logging.getLogger("fuwad.worker")
@@ -322,7 +323,40 @@ class Worker:
             return []
         if rows:
             log.debug("claimed jobs worker_id=%s count=%d", self.id, len(rows))
-        return [Job.from_row(row) for row in rows]
+        jobs = [Job.from_row(row) for row in rows]
+        return await self._pin_max_attempts(jobs)
+
+    async def _pin_max_attempts(self, jobs: list[Job]) -> list[Job]:
+        """Write a handler's max_attempts onto its jobs before they run.
+
+        A job with no max_attempts of its own follows its handler's; but
+        if its worker dies, the rescuer cannot import the handler to ask.
+        So the limit goes into the row first, and a job whose handler
+        allows one attempt is not run three times by crashes.
+        """
+        pins: dict[int, int] = {}
+        for job in jobs:
+            if job.max_attempts is not None:
+                continue
+            try:
+                limit = self._handler(job.job_class).max_attempts
+            except HandlerError:
+                continue  # the job fails on its own when it runs
+            if limit is not None:
+                pins[job.id] = min(max(int(limit), 1), MAX_ATTEMPTS)
+        if not pins:
+            return jobs
+        try:
+            await self.pool.execute(queries.PIN_MAX_ATTEMPTS, self.id,
+                                    list(pins), list(pins.values()))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                TimeoutError) as exc:
+            # Not fatal: the limit is still applied when the job fails.
+            log.warning("pinning max_attempts failed worker_id=%s error=%s",
+                        self.id, exc)
+            return jobs
+        return [dataclasses.replace(job, max_attempts=pins[job.id])
+                if job.id in pins else job for job in jobs]
 
     async def _next_wait(self) -> float:
         """Seconds to sleep: until the next job falls due, or worker_sleep."""

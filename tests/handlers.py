@@ -138,3 +138,13 @@ class BadOutput(JobHandler):
         record(job)
         raise RuntimeError("bad \x00 bytes " + b"\xff\xfe".decode("latin-1")
                            + "\udcff" + "x" * 100_000)
+
+
+class ExitOnce(JobHandler):
+    """Kills its worker; its class allows one attempt only."""
+
+    max_attempts = 1
+
+    def handle(self, data: Any, job: Job) -> None:
+        record(job)
+        os._exit(3)

@@ -327,8 +327,15 @@ async def cmd_dsn(args: argparse.Namespace, config: Config) -> int:
 
 async def cmd_stop_db(args: argparse.Namespace, config: Config) -> int:
     if config.database.dsn:
-        raise Fail("a DSN is configured, so fuwad runs no database of its "
-                   "own to stop; stop that server the way it was started")
+        # Not an error: systemd's ExecStopPost runs this whatever the
+        # configuration.
+        message = ("a DSN is configured, so fuwad runs no database of its "
+                   "own; nothing to stop")
+        if args.json:
+            emit_json({"stopped": False, "reason": message})
+        else:
+            print(message)
+        return 0
     data_dir = config.data_dir()
     stopped = embedded.stop(data_dir)
     if args.json:

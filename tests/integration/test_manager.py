@@ -204,3 +204,26 @@ async def test_list_jobs_pages_newest_first_with_filters(
     assert total == 2 and {j.id for j in page} == {ids[1], ids[3]}
     with pytest.raises(InvalidJob, match="use one of pending"):
         await manager.list_jobs(status="weird")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"data": {"s": "\ud800"}}, "not valid Unicode"),
+        ({"job_name": "bad \udcff name"}, "valid Unicode"),
+    ],
+)
+async def test_push_refuses_text_that_is_not_unicode(
+    manager: QueueManager, kwargs: dict[str, object], message: str,
+) -> None:
+    args: dict[str, object] = {"job_name": "n", "job_class": "app.jobs.A"}
+    args.update(kwargs)
+    with pytest.raises(InvalidJob, match=message):
+        await manager.push(**args)  # type: ignore[arg-type]
+
+
+async def test_a_page_past_any_table_is_refused_clearly(
+    manager: QueueManager,
+) -> None:
+    with pytest.raises(InvalidJob, match="page must be at most"):
+        await manager.list_jobs(page=10**20)

@@ -58,3 +58,17 @@ async def test_each_misbehaving_handler_has_a_defined_outcome(
     async def next_done() -> bool:
         return (await manager.get_job(follower)).status == "completed"
     await wait_until(next_done, timeout=60, message="the next job")
+
+
+async def test_a_handlers_own_max_attempts_holds_when_it_kills_its_worker(
+    running: Daemon, manager: QueueManager,
+) -> None:
+    job_id = await manager.push("once", "handlers.ExitOnce")
+
+    async def failed() -> bool:
+        return (await manager.get_job(job_id)).status == "failed"
+    await wait_until(failed, timeout=60, message="the job to fail")
+    job = await manager.get_job(job_id)
+    assert job.max_attempts == 1 and job.attempts == 1
+    assert "exited with code 3" in (job.last_error or "")
+    assert running.runs()[job_id] == 1
