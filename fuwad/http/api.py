@@ -78,15 +78,24 @@ def _text(value: str, name: str) -> str:
     return value
 
 
-def _whole(raw: str, name: str, low: int, high: int) -> int:
-    text = raw.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 19:
+def _whole(raw: str, name: str, low: int, high: int,
+           bounds: str | None = None) -> int:
+    """Read a query parameter's digits; ``bounds`` says what is allowed
+    when it is not plainly ``low`` to ``high``."""
+    if raw[:1] in ("+", " ") or raw != raw.strip():
+        raise ApiError(
+            400, f"{name} must be written in digits alone, with no sign or "
+            "space (a '+' in a URL reads as a space)"
+        )
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19:
         raise ApiError(
             400, f"{name} must be a whole number from {low}, not {raw[:40]!r}"
         )
-    value = int(text)
+    value = int(raw)
     if not low <= value <= high:
-        raise ApiError(400, f"{name} must be {low} to {high}, not {value}")
+        raise ApiError(
+            400, f"{name} must be {bounds or f'{low} to {high}'}, not {value}"
+        )
     return value
 
 
@@ -98,7 +107,7 @@ def _query_once(request: web.Request, name: str) -> str | None:
 
 
 def query_int(request: web.Request, name: str, default: int | None,
-              low: int, high: int) -> int:
+              low: int, high: int, bounds: str | None = None) -> int:
     """Return the whole-number query parameter ``name``."""
     raw = _query_once(request, name)
     if raw is None:
@@ -106,7 +115,7 @@ def query_int(request: web.Request, name: str, default: int | None,
             raise ApiError(400, f"the query parameter {name} is required, "
                            f"such as ?{name}=1")
         return default
-    return _whole(raw, name, low, high)
+    return _whole(raw, name, low, high, bounds)
 
 
 def query_text(request: web.Request, name: str) -> str | None:
@@ -124,6 +133,34 @@ def query_text(request: web.Request, name: str) -> str | None:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+class LongNumber:
+    """A JSON integer with more digits than any field takes, kept only by
+    its length (Python refuses to read one of over 4300 digits)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int | LongNumber:
+    digits = len(text.lstrip("-"))
+    return LongNumber(digits) if digits > 20 else int(text)
+
+
+def _kind(value: object) -> str:
+    """Name a JSON value's kind, for a message that says what came."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, LongNumber):
+        return f"a number of {value.digits} digits"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value[:40], ensure_ascii=False)}"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 async def read_body(request: web.Request, fields: Mapping[str, bool],
@@ -144,7 +181,7 @@ async def read_body(request: web.Request, fields: Mapping[str, bool],
     if not raw.strip() and not needed:
         return {}
     try:
-        body = json.loads(raw.decode("utf-8"),
+        body = json.loads(raw.decode("utf-8"), parse_int=_parse_int,
                           parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         body = None
@@ -173,10 +210,10 @@ def _too_large(limit: int) -> ApiError:
 def body_id(request: web.Request, body: Mapping[str, Any]) -> int:
     """Return the body's job id, remembered for the audit log."""
     value = body.get("id")
+    if isinstance(value, LongNumber):
+        raise ApiError(400, f"id must be 1 to {MAX_ID}, not {_kind(value)}")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(
-            400, f"id must be a positive whole number, not {str(value)[:40]}"
-        )
+        raise ApiError(400, f"id must be a JSON integer, not {_kind(value)}")
     if not 1 <= value <= MAX_ID:
         raise ApiError(400, f"id must be 1 to {MAX_ID}, not {value}")
     request[AUDIT_JOB] = value
@@ -232,7 +269,9 @@ async def stats(request: web.Request) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     """One page of jobs, newest first; up to ``max_id`` when given."""
     page = query_int(request, "page", 1, 1, MAX_PAGE)
-    limit = min(query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_ID),
+    limit = min(query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_ID,
+                          f"1 or more (a page holds at most {MAX_LIMIT} "
+                          "jobs)"),
                 MAX_LIMIT)
     max_id = None
     if _query_once(request, "max_id") is not None:

@@ -230,3 +230,38 @@ async def test_head_answers_wherever_get_does_with_no_body(
     # The token is checked on HEAD as on GET.
     head = await client.head("/api/queue/stats")
     assert head.status == 401
+
+
+async def test_refusals_of_ids_and_limits_say_what_was_sent_and_wanted(
+    client: TestClient, admin: dict[str, str],
+) -> None:
+    async def body_error(body: bytes) -> str:
+        response = await client.post(
+            "/api/queue/cancel", data=body,
+            headers={**admin, "Content-Type": "application/json"})
+        return await refused(response, 400)
+
+    assert await body_error(b'{"id": "1"}') == (
+        'id must be a JSON integer, not the string "1"')
+    assert await body_error(b'{"id": 1.5}') == (
+        "id must be a JSON integer, not the number 1.5")
+    assert await body_error(b'{"id": null}') == (
+        "id must be a JSON integer, not null")
+    assert await body_error(b'{"id": [1]}') == (
+        "id must be a JSON integer, not an array")
+    # Past 4300 digits Python will not read a number at all; this one is
+    # shorter to fit the body limit, and takes the same way.
+    assert await body_error(b'{"id": ' + b"7" * 2000 + b"}") == (
+        f"id must be 1 to {2**63 - 1}, not a number of 2000 digits")
+
+    async def query_error(query: str) -> str:
+        response = await client.get(f"/api/queue/{query}", headers=admin)
+        return await refused(response, 400)
+
+    assert await query_error("jobs?limit=0") == (
+        "limit must be 1 or more (a page holds at most 200 jobs), not 0")
+    # A '+' in a query string is a space; neither is part of a number.
+    for query in ("job?id=+1", "job?id=%2B1", "job?id=%201"):
+        assert await query_error(query) == (
+            "id must be written in digits alone, with no sign or space "
+            "(a '+' in a URL reads as a space)"), query
