@@ -5,14 +5,16 @@ lost token cannot be shown again: revoke it and make another.  These
 commands work on the database, so they work while the daemon is down.
 
 Exit codes: 0 done; 1 the command failed (a name taken by an active token,
-no such token, the database unreachable); 2 the command line or the
-configuration is wrong.
+no such token, the database unreachable) or its reader closed the output
+early, which is not reported; 2 the command line or the configuration is
+wrong.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -96,7 +98,16 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
             config = load(args.config)
-            return asyncio.run(run_async(args, config))
+            code = asyncio.run(run_async(args, config))
+            sys.stdout.flush()  # meet a closed pipe here, not at exit
+            return code
+        except BrokenPipeError:
+            # The reader (head, a closed pager) went away: stop quietly, as
+            # the queue commands do, and keep the interpreter's last flush
+            # from complaining.  Before the database branch below, as a
+            # broken pipe is an OSError too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         except ConfigError as exc:
             raise Fail(str(exc), EXIT_USAGE) from None
         except FuwadError as exc:

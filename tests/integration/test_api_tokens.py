@@ -3,6 +3,7 @@ real database, and the tokens they make used on the API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -144,3 +145,36 @@ async def test_a_token_from_fuwactl_works_until_revoked(
         assert fuwactl(dsn, "token", "revoke", "web").returncode == 0
         response = await client.get("/api/queue/whoami", headers=headers)
         assert response.status == 401
+
+
+async def _make_tokens(dsn: str, count: int) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        for n in range(count):
+            await tokens.create(connection, f"t{n}", tokens.Role.VIEWER)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("count", [1, 300])
+def test_a_reader_that_stops_early_ends_token_list_quietly(
+    dsn: str, count: int,
+) -> None:
+    # One token's JSON waits in the buffer until exit; three hundred
+    # tokens' overflow it while listing.  Either way the reader is gone
+    # before the first byte, as with `fuwactl --json token list | head -1`
+    # once head has its line.
+    asyncio.run(_make_tokens(dsn, count))
+    reader, writer = os.pipe()
+    os.close(reader)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FUWAD_")}
+    env["FUWAD_DSN"] = dsn
+    try:
+        done = subprocess.run(
+            [_script(), "--json", "token", "list"], env=env, stdout=writer,
+            stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(writer)
+    assert done.stderr == ""
+    assert done.returncode == 1  # as fuwactl list does: the output is cut
