@@ -258,6 +258,9 @@ async def stats(request: web.Request) -> web.Response:
     rows = await manager.pool.fetch(queries.PER_MINUTE)
     counts["ready"] = ready
     counts["oldest_ready_age_s"] = round(max(0.0, oldest), 3)
+    # What a job with no max_attempts gets unless its handler sets one.
+    counts["default_max_attempts"] = (
+        request.app[CONFIG].queue.worker_max_attempts)
     counts["per_minute"] = [
         {"minute": row["minute"], "completed": int(row["completed"]),
          "failed": int(row["failed"])}

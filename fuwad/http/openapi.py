@@ -97,12 +97,20 @@ STATS: Schema = {
     "type": "object",
     "additionalProperties": False,
     "required": [*STATUSES, "total", "ready", "oldest_ready_age_s",
-                 "per_minute"],
+                 "default_max_attempts", "per_minute"],
     "properties": {
         **{status: COUNT for status in STATUSES},
         "total": COUNT,
         "ready": COUNT,
         "oldest_ready_age_s": {"type": "number", "minimum": 0},
+        "default_max_attempts": {
+            "type": "integer", "minimum": 1,
+            "description": "The attempts a job whose max_attempts is null "
+                           "gets, unless its handler sets max_attempts: "
+                           "[queue] worker_max_attempts of this server's "
+                           "configuration (the workers read theirs from "
+                           "the same file when they share it).",
+        },
         "per_minute": {
             "type": "array",
             "minItems": 60,

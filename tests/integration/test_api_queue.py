@@ -96,6 +96,23 @@ async def test_stats_match_the_database(
     assert sum(m["failed"] for m in recent) == 1
 
 
+async def test_stats_give_the_servers_default_max_attempts(
+    api_config: Config, dsn: str, admin: dict[str, str],
+) -> None:
+    # What a job without max_attempts of its own gets: [queue]
+    # worker_max_attempts, as this server is configured.
+    changed = replace(api_config, queue=replace(api_config.queue,
+                                                worker_max_attempts=7))
+    async with TestClient(TestServer(make_app(changed, dsn))) as client:
+        stats = await data(client, "/api/queue/stats", admin)
+        assert stats["default_max_attempts"] == 7
+        document = await (await client.get("/api/queue/openapi.json")).json()
+    schema = document["components"]["schemas"]["Stats"]
+    assert "default_max_attempts" in schema["required"]
+    assert "worker_max_attempts" in (
+        schema["properties"]["default_max_attempts"]["description"])
+
+
 async def test_jobs_are_listed_newest_first_with_filters_and_paging(
     client: TestClient, admin: dict[str, str], manager: QueueManager,
 ) -> None:
