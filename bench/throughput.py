@@ -3,7 +3,7 @@
 Usage: python bench/throughput.py [--jobs N] [--concurrency 10,100]
 
 For each concurrency it pushes N no-op jobs in one bulk call, starts one
-``fuwad worker`` process, and times from the start of the worker until the
+``fuwad worker`` process (then two, at the highest concurrency), and times from the start of the worker until the
 last job is completed (the worker's own start-up included).  The ceiling is
 PostgreSQL alone doing the same moves with the same statements, batches of
 100, from one connection and no handler at all.  Every figure comes from one
@@ -69,12 +69,9 @@ async def bench_database() -> AsyncIterator[str]:
 async def fresh_schema(dsn: str) -> None:
     connection = await db.connect(dsn)
     try:
-        await connection.execute(
-            "DROP TABLE IF EXISTS queue_jobs, queue_workers, "
-            "queue_api_tokens, fuwad_migrations CASCADE")
-        await connection.execute(
-            "DROP FUNCTION IF EXISTS queue_jobs_notify_insert, "
-            "queue_jobs_notify_update, queue_jobs_notify_delete CASCADE")
+        # The benchmark's own database: start each run from nothing.
+        await connection.execute("DROP SCHEMA public CASCADE; "
+                                 "CREATE SCHEMA public")
         await migrate.migrate(connection)
     finally:
         await connection.close()
@@ -115,22 +112,26 @@ async def ceiling(dsn: str, count: int, batch: int = 100) -> float:
         await connection.close()
 
 
-async def one_worker(dsn: str, count: int, concurrency: int) -> float:
-    """Jobs a second one worker process runs, its start-up included."""
+async def workers(dsn: str, count: int, concurrency: int,
+                  processes: int = 1) -> float:
+    """Jobs a second ``processes`` worker processes run, start-up included."""
     await fresh_schema(dsn)
     await push(dsn, count)
     fuwad = Path(sys.executable).with_name("fuwad")
     env = dict(os.environ, FUWAD_DSN=dsn, FUWAD_LOG_LEVEL="WARNING",
                FUWAD_QUEUE_CONCURRENCY=str(concurrency))
     began = time.perf_counter()
-    worker = subprocess.Popen([str(fuwad), "worker"], env=env)
+    started = [subprocess.Popen([str(fuwad), "worker"], env=env)
+               for _ in range(processes)]
     try:
         while await completed(dsn) < count:
             await asyncio.sleep(0.02)
         return count / (time.perf_counter() - began)
     finally:
-        worker.terminate()
-        worker.wait(30)
+        for worker in started:
+            worker.terminate()
+        for worker in started:
+            worker.wait(30)
 
 
 async def main() -> None:
@@ -142,9 +143,13 @@ async def main() -> None:
         top = await ceiling(dsn, args.jobs)
         print(f"PostgreSQL alone, batches of 100: {top:,.0f} jobs/s")
         for level in (int(c) for c in args.concurrency.split(",")):
-            rate = await one_worker(dsn, args.jobs, level)
+            rate = await workers(dsn, args.jobs, level)
             print(f"one worker, concurrency {level}: {rate:,.0f} jobs/s "
                   f"({rate / top:.0%} of the ceiling)")
+        level = max(int(c) for c in args.concurrency.split(","))
+        rate = await workers(dsn, args.jobs, level, processes=2)
+        print(f"two workers, concurrency {level}: {rate:,.0f} jobs/s "
+              f"({rate / top:.0%} of the ceiling)")
 
 if __name__ == "__main__":
     asyncio.run(main())

@@ -77,34 +77,23 @@ BEGIN
 END;
 $$;
 
--- On update, also tell the workers which running jobs were cancelled, so
--- the one running each stops it: ids in batches of 500 per NOTIFY.
-CREATE FUNCTION queue_jobs_notify_update() RETURNS trigger
+-- On update, row triggers with a WHEN clause: claims and outcomes, nearly
+-- every update, match neither and cost nothing.  PostgreSQL folds equal
+-- notifications within a transaction, so a retry of many jobs of one queue
+-- still sends one NOTIFY.
+CREATE FUNCTION queue_jobs_notify_ready() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('fuwad_jobs', q)
-    FROM (SELECT DISTINCT queue AS q FROM changed
-          WHERE status = 'pending' AND available_at <= now()) AS ready;
-    -- Most updates are claims and outcomes: look for a cancellation before
-    -- paying for the join.
-    IF EXISTS (SELECT 1 FROM changed WHERE status = 'cancelled') THEN
-        PERFORM pg_notify('fuwad_stop', ids)
-        FROM (SELECT string_agg(n.id::text, ',') AS ids
-              FROM changed AS n JOIN before AS o ON o.id = n.id
-              WHERE o.status = 'processing' AND n.status = 'cancelled'
-              GROUP BY n.id / 500) AS stopped;
-    END IF;
+    PERFORM pg_notify('fuwad_jobs', NEW.queue);
     RETURN NULL;
 END;
 $$;
 
--- A deleted running job must stop too.
-CREATE FUNCTION queue_jobs_notify_delete() RETURNS trigger
+-- A running job that was cancelled or deleted must stop where it runs.
+CREATE FUNCTION queue_jobs_notify_stop() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('fuwad_stop', ids)
-    FROM (SELECT string_agg(id::text, ',') AS ids FROM before
-          WHERE status = 'processing' GROUP BY id / 500) AS stopped;
+    PERFORM pg_notify('fuwad_stop', OLD.id::text);
     RETURN NULL;
 END;
 $$;
@@ -113,11 +102,18 @@ CREATE TRIGGER queue_jobs_notify_insert
     AFTER INSERT ON queue_jobs REFERENCING NEW TABLE AS changed
     FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify_insert();
 
-CREATE TRIGGER queue_jobs_notify_update
-    AFTER UPDATE ON queue_jobs
-    REFERENCING OLD TABLE AS before NEW TABLE AS changed
-    FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify_update();
+CREATE TRIGGER queue_jobs_notify_ready
+    AFTER UPDATE ON queue_jobs FOR EACH ROW
+    WHEN (NEW.status = 'pending' AND NEW.available_at <= now()
+          AND OLD.status IS DISTINCT FROM 'pending')
+    EXECUTE FUNCTION queue_jobs_notify_ready();
+
+CREATE TRIGGER queue_jobs_notify_cancel
+    AFTER UPDATE ON queue_jobs FOR EACH ROW
+    WHEN (OLD.status = 'processing' AND NEW.status = 'cancelled')
+    EXECUTE FUNCTION queue_jobs_notify_stop();
 
 CREATE TRIGGER queue_jobs_notify_delete
-    AFTER DELETE ON queue_jobs REFERENCING OLD TABLE AS before
-    FOR EACH STATEMENT EXECUTE FUNCTION queue_jobs_notify_delete();
+    AFTER DELETE ON queue_jobs FOR EACH ROW
+    WHEN (OLD.status = 'processing')
+    EXECUTE FUNCTION queue_jobs_notify_stop();
