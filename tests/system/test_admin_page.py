@@ -245,10 +245,11 @@ async def test_revoked_token_returns_to_sign_in_with_a_message(
 
     await fuwactl(dsn, "token", "revoke", info.name)
 
-    # The next refresh gets a 401 and the page signs itself out.
+    # The next refresh gets a 401 and the page signs itself out, saying
+    # why in words a person signed in with that token understands.
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    await expect(page.locator("#signin-message")).to_contain_text(
-        "signed out")
+    await expect(page.locator("#signin-message")).to_have_text(
+        "Your token was revoked or has expired; sign in with a new one.")
     assert await page.evaluate("sessionStorage.length") == 0
     await expect(page.locator("#count-total")).to_have_text("–")
 

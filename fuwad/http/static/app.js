@@ -19,6 +19,10 @@ const REFRESH_MS = 2000;
 const MAX_BACKOFF_MS = 30000;
 const RANKS = { viewer: 0, operator: 1, admin: 2 };
 
+// What a signed-in page says when its token stops working.
+const TOKEN_GONE = "Your token was revoked or has expired; sign in with a " +
+  "new one.";
+
 const session = { name: "", role: "", live: false };
 let timer = null;
 let running = false;
@@ -50,7 +54,7 @@ function fail(err, what, needed = "") {
     return;
   }
   if (err.status === 401) {
-    signOut(`You were signed out: ${err.message}`);
+    signOut(TOKEN_GONE);
   } else if (err.status === 403) {
     const role = needed ? `the ${needed} role` : "a higher role";
     toast(`${what} needs ${role}; you are signed in as ${session.role}. ` +
@@ -139,7 +143,7 @@ async function refresh() {
     const unauthorized = errors.find((e) => e instanceof ApiError &&
       e.status === 401);
     if (unauthorized) {
-      signOut(`You were signed out: ${unauthorized.message}`);
+      signOut(TOKEN_GONE);
       return;
     }
     if (!session.live) {
@@ -237,8 +241,7 @@ function boot() {
   }
   signIn(saved).catch((err) => {
     const why = err instanceof ApiError && err.status === 401
-      ? `Your session ended: ${err.message}`
-      : `Cannot sign in: ${err.message}`;
+      ? TOKEN_GONE : `Cannot sign in: ${err.message}`;
     signOut(why);
   });
 }
