@@ -21,17 +21,28 @@ const EVENTS = {
   cancelled: ["failed_at", "cancelled"],
 };
 
-function timeCell(iso, prefix = "") {
+function timeCell(iso) {
   const node = h("time");
-  updateTime(node, iso, prefix);
+  updateTime(node, iso);
   return node;
 }
 
-function updateTime(node, iso, prefix = "") {
+// A time relative to now, with the exact time as its title.
+function updateTime(node, iso) {
   setAttr(node, "datetime", iso || null);
   setAttr(node, "title", iso ? exact(iso) : null);
-  const text = iso ? relative(iso) : "–";
-  setText(node, iso && prefix ? `${prefix} ${text}` : text);
+  setText(node, iso ? relative(iso) : "–");
+}
+
+// The last event: what happened, then when ("completed 3 s ago").  The
+// word is its own element, which a phone leaves out where the status
+// already says it (all but "due").
+function updateEvent(cell, job) {
+  const [field, word] = EVENTS[job.status] || ["", ""];
+  const iso = job[field];
+  setText(cell.firstChild, iso && word ? `${word} ` : "");
+  setAttr(cell.firstChild, "class", `word word-${word}`);
+  updateTime(cell.lastChild, iso);
 }
 
 export class Jobs {
@@ -177,16 +188,19 @@ export class Jobs {
     const open = h("button", { type: "button", class: "link",
       "aria-label": `Open job ${job.id}` }, `#${job.id}`);
     open.addEventListener("click", () => this.ctx.openJob(job.id, open));
+    // Each cell's class names its column, so that narrow screens can
+    // leave some out (admin.css); the detail dialog shows them all.
     const cells = [
-      h("th", { class: "num", scope: "row" }, open),
+      h("th", { class: "num id", scope: "row" }, open),
       h("td", { class: "name" }),
       h("td", { class: "class" }),
       h("td", { class: "queue" }),
-      h("td", {}, h("span", { class: "pill" })),
-      h("td", { class: "num" }),
-      h("td", { class: "num" }),
-      h("td", {}, timeCell(null)),
-      h("td", {}, timeCell(null)),
+      h("td", { class: "status" }, h("span", { class: "pill" })),
+      h("td", { class: "num priority" }),
+      h("td", { class: "num attempts" }),
+      h("td", { class: "created" }, timeCell(null)),
+      h("td", { class: "event" }, h("span", { class: "word" }),
+        timeCell(null)),
     ];
     return h("tr", {}, ...cells);
   }
@@ -198,14 +212,14 @@ export class Jobs {
     setText(c[2], job.job_class);
     setAttr(c[2], "title", job.job_class);
     setText(c[3], job.queue);
+    setAttr(c[3], "title", job.queue);
     const pill = c[4].firstChild;
     setText(pill, job.status);
     setAttr(pill, "class", `pill status-${job.status}`);
     setText(c[5], priorityName(job.priority));
     setText(c[6], attempts(job));
     updateTime(c[7].firstChild, job.created_at);
-    const [field, word] = EVENTS[job.status] || ["", ""];
-    updateTime(c[8].firstChild, job[field], word);
+    updateEvent(c[8], job);
   }
 
   // Offer the queues and classes seen so far as suggestions.

@@ -46,11 +46,17 @@ export class Workers {
       "unknown (see Workers below)"));
   }
 
+  // data-label names each cell's column for the phone layout, where a
+  // worker is a card and the header row is not drawn (admin.css).
   buildRow() {
-    const jobCell = h("td", { class: "num" });
-    return h("tr", {}, h("th", { scope: "row" }), h("td", { class: "num" }),
-      h("td"), h("td", {}, h("span", { class: "pill" })), jobCell,
-      h("td", { class: "num" }), h("td", { class: "num" }));
+    const cell = (label, props = {}, ...children) => h("td",
+      { ...props, "data-label": label }, ...children);
+    return h("tr", {}, h("th", { scope: "row" }),
+      cell("PID", { class: "num" }), cell("Role"),
+      cell("State", {}, h("span", { class: "pill" })),
+      cell("Current job", { class: "num" }),
+      cell("Last heartbeat", { class: "num" }),
+      cell("Jobs done", { class: "num" }));
   }
 
   updateRow(row, w) {
