@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
@@ -412,7 +413,7 @@ async def test_jobs_filter_by_status_queue_and_class_and_find_by_id(
     ])
     created = await manager.get_job(ids[5])
     title = await row.locator("time").first.get_attribute("title")
-    assert title == created.created_at.strftime("%Y-%m-%d %H:%M:%S UTC+00:00")
+    assert title == created.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
     # Find by id opens the job; a missing id says so.
     await open_job(page, ids[2])
@@ -440,6 +441,37 @@ async def test_jobs_filter_by_status_queue_and_class_and_find_by_id(
     await page.keyboard.press("Enter")
     await expect(page.locator("#job-dialog")).to_be_hidden()
     await expect(button).to_be_focused()
+
+
+async def test_times_read_in_the_readers_zone_with_its_offset(
+    browser: Browser, site: str, manager: QueueManager,
+) -> None:
+    job_id = await manager.push("zoned", "app.jobs.Report")
+    await manager.mark_completed(job_id)
+    job = await manager.get_job(job_id)
+    assert job.completed_at is not None
+    exact = job.completed_at.astimezone(ZoneInfo("Asia/Kolkata")).strftime(
+        "%Y-%m-%d %H:%M:%S UTC+5:30")
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="en-GB",
+        timezone_id="Asia/Kolkata",
+    )
+    problems: list[str] = []
+    try:
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        await sign_in(page, site, await make_token(manager, "viewer"))
+        row = page.locator(f"#jobs-table tbody tr[data-key='{job_id}']")
+        await expect(row.locator("time").nth(1)).to_have_attribute(
+            "title", exact)
+        await expect(row.locator("td.event")).to_have_text(
+            re.compile(r"^completed (just now|\d+ s ago)$"))
+        await open_job(page, job_id)
+        await expect(page.locator("#job-completed-at-value")).to_have_text(
+            re.compile(rf"^{re.escape(exact)} \((just now|\d+ s ago)\)$"))
+    finally:
+        await context.close()
+    assert problems == []
 
 
 async def test_pages_stay_put_while_new_jobs_arrive(

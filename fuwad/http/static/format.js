@@ -56,20 +56,27 @@ function pad(n) {
   return String(n).padStart(2, "0");
 }
 
-// The exact time in the reader's zone, with the zone's offset spelled out.
+// The reader's zone as an offset from UTC: "UTC", "UTC+2", "UTC+5:30".
+function zoneName(offsetMinutes) {
+  if (offsetMinutes === 0) {
+    return "UTC";
+  }
+  const sign = offsetMinutes > 0 ? "+" : "-";
+  const abs = Math.abs(offsetMinutes);
+  const minutes = abs % 60 ? `:${pad(abs % 60)}` : "";
+  return `UTC${sign}${Math.floor(abs / 60)}${minutes}`;
+}
+
+// The exact time in the reader's zone: "2026-12-04 17:07:11 UTC".
 export function exact(iso) {
   const ms = parseTime(iso);
   if (ms === null) {
     return "";
   }
   const d = new Date(ms);
-  const offset = -d.getTimezoneOffset();
-  const sign = offset >= 0 ? "+" : "-";
-  const zone = `UTC${sign}${pad(Math.floor(Math.abs(offset) / 60))}:` +
-    pad(Math.abs(offset) % 60);
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
     `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ` +
-    zone;
+    zoneName(-d.getTimezoneOffset());
 }
 
 export function clock(iso) {
