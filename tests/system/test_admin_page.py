@@ -403,14 +403,18 @@ async def test_jobs_filter_by_status_queue_and_class_and_find_by_id(
     await page.get_by_role("button", name="Clear").click()
     await expect(page.locator("#jobs-table tbody tr")).to_have_count(12)
 
-    # Each row: id, name, class, queue, status, priority, attempts of max,
-    # and times relative with the exact time on hover.
+    # Each row: id, name, class, queue, status, priority, attempts of max
+    # (the server's default when the job has none of its own), and times
+    # relative with the exact time on hover.
     row = page.locator(f"#jobs-table tbody tr[data-key='{ids[5]}']")
     await expect(row.locator("th, td")).to_have_text([
         f"#{ids[5]}", "job 5", "app.jobs.Kind2", "mail", "pending",
-        "5 normal", "0 of default", re.compile("ago|just now"),
+        "5 normal", "0 of 3", re.compile("ago|just now"),
         re.compile("^due "),
     ])
+    await expect(row.locator("td.attempts")).to_have_attribute(
+        "title", re.compile(r"^3 is the default \(\[queue\] "
+                            r"worker_max_attempts\)"))
     created = await manager.get_job(ids[5])
     title = await row.locator("time").first.get_attribute("title")
     assert title == created.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -420,6 +424,8 @@ async def test_jobs_filter_by_status_queue_and_class_and_find_by_id(
     fields = page.locator("#job-fields")
     await expect(fields.locator("#job-job-name-value")).to_have_text("job 2")
     await expect(fields.locator("#job-status-value")).to_have_text("failed")
+    await expect(fields.locator("#job-max-attempts-value")).to_have_text(
+        re.compile(r"^3 \(the default"))
     await expect(page.locator("#job-data")).to_have_text(
         '{\n  "n": 2\n}')
     await expect(page.locator("#job-error")).to_have_text("boom")
@@ -923,7 +929,7 @@ async def test_page_is_usable_at_phone_width(
     assert await _inside(page, "#jobs-panel .table-wrap", shown) == []
     row = page.locator(f"#jobs-table tbody tr[data-key='{job_id}']")
     await expect(row.locator(".pill")).to_have_text("failed")
-    await expect(row.locator("td.attempts")).to_have_text("0 of default")
+    await expect(row.locator("td.attempts")).to_have_text("0 of 3")
     await expect(row.locator("td.name")).to_have_attribute(
         "title", LONG_NAME)
     await expect(page.locator("#jobs-hint")).to_be_visible()

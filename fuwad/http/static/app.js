@@ -23,7 +23,8 @@ const RANKS = { viewer: 0, operator: 1, admin: 2 };
 const TOKEN_GONE = "Your token was revoked or has expired; sign in with a " +
   "new one.";
 
-const session = { name: "", role: "", live: false };
+// defaultMax: the server's [queue] worker_max_attempts, from its stats.
+const session = { name: "", role: "", live: false, defaultMax: null };
 let timer = null;
 let running = false;
 let backoffMs = REFRESH_MS;
@@ -37,6 +38,8 @@ const ctx = {
   openJob: (id, opener) => parts.detail.open(id, opener),
   refreshSoon: () => refreshSoon(),
   fail: (err, what, needed) => fail(err, what, needed),
+  defaultMax: () => session.defaultMax,
+  setDefaultMax: (value) => setDefaultMax(value),
 };
 
 const parts = {
@@ -45,6 +48,15 @@ const parts = {
   detail: new Detail(ctx),
   workers: new Workers(ctx),
 };
+
+function setDefaultMax(value) {
+  const known = Number.isInteger(value) ? value : null;
+  if (known !== session.defaultMax) {
+    session.defaultMax = known;
+    parts.jobs.redraw();
+    parts.detail.redraw();
+  }
+}
 
 // Report a failed action the same way everywhere.
 function fail(err, what, needed = "") {
@@ -101,6 +113,7 @@ function signOut(message = "") {
   session.name = "";
   session.role = "";
   session.live = false;
+  session.defaultMax = null;
   window.clearTimeout(timer);
   timer = null;
   parts.detail.close();

@@ -29,9 +29,15 @@ const FIELDS = [
   ["leased_at", "Leased", "time"],
 ];
 
-function shown(value, kind) {
+function shown(value, kind, defaultMax) {
   if (value === null || value === undefined) {
-    return kind === "max" ? "default (handler or worker_max_attempts)" : "–";
+    if (kind !== "max") {
+      return "–";
+    }
+    return defaultMax === null ? "the default (the handler's, or " +
+      "[queue] worker_max_attempts)" : `${defaultMax} (the default, ` +
+      "[queue] worker_max_attempts, unless the job's handler sets " +
+      "max_attempts)";
   }
   if (kind === "time") {
     return `${exact(value)} (${relative(value)})`;
@@ -120,9 +126,10 @@ export class Detail {
     this.job = job;
     setText(byId("job-title-id"), `#${job.id}`);
     show(byId("job-gone"), false);
+    const defaultMax = this.ctx.defaultMax();
     for (const [key, , kind] of FIELDS) {
       const dd = this.values.get(key);
-      setText(dd, shown(job[key], kind));
+      setText(dd, shown(job[key], kind, defaultMax));
       if (kind === "status") {
         dd.className = `status-text status-${job.status}`;
       }
@@ -132,6 +139,13 @@ export class Detail {
     setText(error, job.last_error || "No error recorded.");
     error.classList.toggle("empty", !job.last_error);
     this.showActions(job.status);
+  }
+
+  // Draw the open job again, when the default max_attempts becomes known.
+  redraw() {
+    if (this.job !== null && this.dialog.open) {
+      this.render(this.job);
+    }
   }
 
   showActions(status) {

@@ -102,10 +102,18 @@ export function priorityName(p) {
   return p === 5 ? "5 normal" : String(p);
 }
 
-export function attempts(job) {
-  const max = job.max_attempts === null || job.max_attempts === undefined
-    ? "default" : job.max_attempts;
-  return `${job.attempts} of ${max}`;
+// Why a job with no max_attempts of its own reads "of 3".
+export function defaultNote(defaultMax) {
+  return `${defaultMax} is the default ([queue] worker_max_attempts), ` +
+    "unless the job's handler sets max_attempts";
+}
+
+// "2 of 5"; a job with no limit of its own shows the server's default,
+// once the page knows it.
+export function attempts(job, defaultMax = null) {
+  const own = job.max_attempts;
+  const max = own === null || own === undefined ? defaultMax : own;
+  return `${job.attempts} of ${max ?? "–"}`;
 }
 
 // Job data as indented JSON.

@@ -7,7 +7,8 @@
 
 import { API, fetchApi } from "./api.js";
 import { byId, h, setAttr, setText, show, syncRows } from "./dom.js";
-import { attempts, count, exact, priorityName, relative } from "./format.js";
+import { attempts, count, defaultNote, exact, priorityName, relative }
+  from "./format.js";
 import { confirmAction, toast } from "./ui.js";
 
 const PAGE_SIZE = 25;
@@ -79,6 +80,18 @@ export class Jobs {
   reset() {
     this.state = { status: "", queue: "", job_class: "", page: 1,
       anchor: null, total: 0, newest: null };
+    this.shown = [];
+  }
+
+  // Draw the rows again from what was fetched, when something they show
+  // besides the jobs changes (the default max_attempts, once known).
+  redraw() {
+    for (const row of this.body.rows) {
+      const job = this.shown.find((j) => String(j.id) === row.dataset.key);
+      if (job) {
+        this.updateRow(row, job);
+      }
+    }
   }
 
   // Change what is listed and go back to the live first page.
@@ -170,6 +183,7 @@ export class Jobs {
   }
 
   render(jobs) {
+    this.shown = jobs;
     syncRows(this.body, jobs, (job) => job.id, (job) => this.buildRow(job),
       (row, job) => this.updateRow(row, job));
     show(byId("jobs-empty"), jobs.length === 0);
@@ -217,7 +231,11 @@ export class Jobs {
     setText(pill, job.status);
     setAttr(pill, "class", `pill status-${job.status}`);
     setText(c[5], priorityName(job.priority));
-    setText(c[6], attempts(job));
+    const defaultMax = this.ctx.defaultMax();
+    setText(c[6], attempts(job, defaultMax));
+    const ownMax = job.max_attempts !== null && job.max_attempts !== undefined;
+    setAttr(c[6], "title", ownMax || defaultMax === null ? null
+      : defaultNote(defaultMax));
     updateTime(c[7].firstChild, job.created_at);
     updateEvent(c[8], job);
   }

@@ -34,6 +34,7 @@ export class Overview {
   }
 
   showStats(stats) {
+    this.ctx.setDefaultMax(stats.default_max_attempts);
     for (const status of STATUSES) {
       setText(byId(`count-${status}`), count(stats[status]));
     }
