@@ -836,9 +836,11 @@ async def test_monitor_stop_and_start_reach_the_daemon_and_screenshot(
                      message="the workers' rows to go")
     await expect(page.locator("#workers-table tbody tr")).to_have_count(0)
 
-    # Start: the pool comes back and takes work again.
+    # Start: the pool comes back and takes work again.  Only stopping is
+    # disruptive, so only stopping asks first (as the README says).
     await page.get_by_role("button", name="Start monitor").click()
     await expect(page.locator("#toasts")).to_contain_text("Monitor started.")
+    await expect(page.locator("#confirm-dialog")).to_be_hidden()
     assert await _monitor(control) is True
     await expect(page.locator("#monitor-state")).to_have_text("running")
     await wait_until(lambda: _live_workers(manager), timeout=30,
