@@ -49,13 +49,8 @@ from fuwad import log as fuwad_log
 from fuwad.config import Config, with_queue
 from fuwad.errors import ConfigError, DatabaseError
 from fuwad.states import WorkerState
-from fuwad.worker import (
-    Worker,
-    WorkerOptions,
-    host_name,
-    pid_alive,
-    worker_id_for,
-)
+from fuwad.rescue import rescue_dead
+from fuwad.worker import Worker, WorkerOptions, worker_id_for
 
 log = logging.getLogger("fuwad.autoworker")
 
@@ -493,37 +488,5 @@ class Monitor:
             await asyncio.sleep(POLL_S)
 
     async def _rescue(self, connection: asyncpg.Connection) -> int:
-        """Rescue the jobs of gone workers and remove their rows.
-
-        The rules are the worker's own (Worker.rescue_dead_workers): a
-        stale heartbeat on any host, or on this host a process that is gone
-        and whose supervisor, if any, is gone too.
-        """
-        q = self.config.queue
-        here = host_name()
-        rescued = 0
-        async with connection.transaction():
-            rows = await connection.fetch(
-                queries.RESCUE_CANDIDATES, q.worker_cleanup_heartbeat_timeout,
-                here, "")
-            for row in rows:
-                if row["stale"]:
-                    reason = (f"worker {row['id']} stopped heartbeating "
-                              f"(over {q.worker_cleanup_heartbeat_timeout:g}"
-                              "s); job rescued")
-                elif (row["host"] == here and not pid_alive(row["pid"])
-                      and not (row["supervisor_pid"]
-                               and pid_alive(row["supervisor_pid"]))):
-                    reason = (f"worker {row['id']} is gone (pid "
-                              f"{row['pid']} not running); job rescued")
-                else:
-                    continue
-                # processing -> pending, attempts left; else -> failed
-                moved = await connection.fetch(
-                    queries.RESCUE_JOBS, [row["id"]], reason, 0.0,
-                    q.worker_max_attempts, q.retry_delay_max, None)
-                await connection.execute(queries.REMOVE_WORKER, row["id"])
-                rescued += len(moved)
-                log.warning("dead worker rescued worker_id=%s jobs=%d",
-                            row["id"], len(moved))
-        return rescued
+        """Rescue the jobs of gone workers and remove their rows."""
+        return await rescue_dead(connection, self.config.queue)

@@ -30,12 +30,13 @@ from typing import Any
 import asyncpg
 import uvloop
 
-from fuwad import __version__, db, policy, proc, queries
+from fuwad import __version__, db, policy, proc
 from fuwad import log as fuwad_log
 from fuwad.config import Config, load
 from fuwad.control.server import ControlServer
 from fuwad.errors import ConfigError, FuwadError
 from fuwad.policy import ChildView, RunningJob, Snapshot
+from fuwad.rescue import rescue_worker
 from fuwad.worker import (EXIT_BOOT_FAILED, EXIT_RECYCLE, Worker,
                           WorkerOptions, worker_id_for)
 
@@ -418,7 +419,6 @@ class Supervisor:
 
     async def _rescue_directly(self, rescues: list[Rescue]) -> int:
         """Rescue from this process; return 0 on success, 1 on failure."""
-        q = self.config.queue
         try:
             connection = await db.connect(self.dsn)
         except FuwadError as exc:
@@ -426,18 +426,8 @@ class Supervisor:
             return 1
         try:
             for r in rescues:
-                for job_id, why in r.timed_out.items():
-                    await connection.fetch(
-                        queries.RESCUE_JOBS, [r.worker_id], why,
-                        q.retry_delay, q.worker_max_attempts,
-                        q.retry_delay_max, [job_id])
-                moved = await connection.fetch(
-                    queries.RESCUE_JOBS, [r.worker_id], r.reason, 0.0,
-                    q.worker_max_attempts, q.retry_delay_max, None)
-                await connection.execute(queries.REMOVE_WORKER, r.worker_id)
-                if moved:
-                    log.warning("jobs rescued worker_id=%s jobs=%d",
-                                r.worker_id, len(moved))
+                await rescue_worker(connection, self.config.queue,
+                                    r.worker_id, r.reason, r.timed_out)
         except (OSError, asyncpg.PostgresError,
                 asyncpg.InterfaceError) as exc:
             log.error("rescue failed error=%s", exc)

@@ -44,6 +44,7 @@ from fuwad.db import UndecodableData
 from fuwad.errors import DatabaseError, HandlerError
 from fuwad.handler import Job, JobHandler, resolve
 from fuwad.policy import MAX_ATTEMPTS, backoff, should_retry
+from fuwad.rescue import host_name, rescue_dead, rescue_worker
 from fuwad.states import WorkerState
 
 log = logging.getLogger("fuwad.worker")
@@ -120,28 +121,9 @@ def describe_error(exc: BaseException) -> str:
     return clean_text("".join(lines))
 
 
-def host_name() -> str:
-    """Return this host's name as workers record it.
-
-    ``FUWAD_HOSTNAME`` overrides it, for containers that share a host name
-    but not a process table.
-    """
-    return os.environ.get("FUWAD_HOSTNAME") or socket.gethostname()
-
-
 def worker_id_for(pid: int) -> str:
     """Return the id a worker with ``pid`` on this host goes by."""
     return f"{host_name()}:{pid}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def rss_mb() -> float:
@@ -697,65 +679,17 @@ class Worker:
                 self.stop_job(job_id, "lease lost")
 
     async def rescue_dead_workers(self) -> int:
-        """Rescue the jobs of workers that are gone; return how many.
-
-        A worker is gone when its heartbeat is older than
-        ``worker_cleanup_heartbeat_timeout`` (any host), or when it ran on
-        this host and neither it nor its supervisor lives (a supervisor
-        that lives rescues its own children with the exact reason).
-        """
-        q = self.config.queue
-        here = host_name()
-        rescued = 0
+        """Rescue the jobs of workers that are gone; return how many."""
         async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                rows = await connection.fetch(
-                    queries.RESCUE_CANDIDATES,
-                    q.worker_cleanup_heartbeat_timeout, here, self.id)
-                for row in rows:
-                    if row["stale"]:
-                        reason = (f"worker {row['id']} stopped heartbeating "
-                                  f"(over {q.worker_cleanup_heartbeat_timeout:g}"
-                                  "s); job rescued")
-                    elif row["host"] == here and not pid_alive(row["pid"]) \
-                            and not (row["supervisor_pid"]
-                                     and pid_alive(row["supervisor_pid"])):
-                        reason = (f"worker {row['id']} is gone (pid "
-                                  f"{row['pid']} not running); job rescued")
-                    else:
-                        continue
-                    moved = await connection.fetch(
-                        queries.RESCUE_JOBS, [row["id"]], reason, 0.0,
-                        q.worker_max_attempts, q.retry_delay_max, None)
-                    await connection.execute(queries.REMOVE_WORKER,
-                                             row["id"])
-                    rescued += len(moved)
-                    log.warning("dead worker rescued worker_id=%s jobs=%d",
-                                row["id"], len(moved))
-        return rescued
+            return await rescue_dead(connection, self.config.queue,
+                                     exclude=self.id)
 
     async def rescue(self, worker_id: str, reason: str,
                      timed_out: dict[int, str]) -> int:
         """Rescue the jobs of a sibling the supervisor saw die."""
-        q = self.config.queue
-        moved = 0
         async with self.pool.acquire() as connection:
-            async with connection.transaction():
-                for job_id, why in timed_out.items():
-                    # A timeout is the job's fault: back off as a retry.
-                    rows = await connection.fetch(
-                        queries.RESCUE_JOBS, [worker_id], why, q.retry_delay,
-                        q.worker_max_attempts, q.retry_delay_max, [job_id])
-                    moved += len(rows)
-                rows = await connection.fetch(
-                    queries.RESCUE_JOBS, [worker_id], reason, 0.0,
-                    q.worker_max_attempts, q.retry_delay_max, None)
-                moved += len(rows)
-                await connection.execute(queries.REMOVE_WORKER, worker_id)
-        if moved:
-            log.warning("jobs rescued worker_id=%s jobs=%d reason=%s",
-                        worker_id, moved, reason)
-        return moved
+            return await rescue_worker(
+                connection, self.config.queue, worker_id, reason, timed_out)
 
     # The link to the supervisor -------------------------------------------
 

@@ -50,7 +50,7 @@ from fuwad.http.common import (
 )
 from fuwad.manager import parse_status
 from fuwad.tokens import Identity, Role
-from fuwad.worker import host_name
+from fuwad.rescue import host_name
 
 log = logging.getLogger("fuwad.http.api")
 
