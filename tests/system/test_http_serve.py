@@ -151,18 +151,18 @@ SECRET = "fwd_do-not-echo-this-token"
 MALFORMED = [
     # A control character in the Authorization header: the parser quotes
     # the whole line, token included, in its own answer.
-    f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\n"
-    f"Authorization: Bearer {SECRET}\x01\r\n\r\n",
-    f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\n"
-    f"Authorization: Bearer {SECRET}\rx\r\n\r\n",
-    f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n"
-    f"Authorization: Bearer {SECRET}\r\n\r\n",
-    f"GET /api/queue/stats HTTP/1.1\r\nAuthorization: Bearer {SECRET}\r\n"
-    "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    (f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\n"
+     f"Authorization: Bearer {SECRET}\x01\r\n\r\n"),
+    (f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\n"
+     f"Authorization: Bearer {SECRET}\rx\r\n\r\n"),
+    (f"GET /api/queue/stats HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n"
+     f"Authorization: Bearer {SECRET}\r\n\r\n"),
+    (f"GET /api/queue/stats HTTP/1.1\r\nAuthorization: Bearer {SECRET}\r\n"
+     "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
     f"G@T /api/queue/{SECRET} HTTP/1.1\r\nHost: x\r\n\r\n",
     f"GET /api/queue/{SECRET}\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /api/queue/stats HTTP/1.1\r\nHost: x\r\nX-Pad: "
-    + SECRET * 400 + "\r\n\r\n",
+    ("GET /api/queue/stats HTTP/1.1\r\nHost: x\r\nX-Pad: "
+     + SECRET * 400 + "\r\n\r\n"),
 ]
 
 
