@@ -252,7 +252,10 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
             config = load(args.config)
-            return asyncio.run(command(args, config))
+            code = asyncio.run(command(args, config))
+            # Inside the try: a reader gone early shows up at this flush.
+            sys.stdout.flush()
+            return code
         except BrokenPipeError:
             # The reader (head, a closed pager) went away: stop quietly,
             # and keep the interpreter's last flush from complaining.
