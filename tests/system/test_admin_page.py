@@ -325,6 +325,9 @@ async def test_refresh_pauses_while_the_tab_is_hidden(
 
     await set_hidden(page, True)
     await expect(page.locator("#live")).to_have_text("paused")
+    # A refresh sent just before the tab hid may still be on its way; let
+    # it land first, so that only what happens while hidden is judged.
+    await page.wait_for_function("window.__inflight === 0")
     await manager.push("while hidden", "app.jobs.Report")
     before = await fetches(page)
     await page.clock.run_for(60_000)
@@ -338,9 +341,14 @@ async def test_refresh_pauses_while_the_tab_is_hidden(
 
 COUNT_FETCHES = """
 window.__fetches = 0;
+window.__inflight = 0;
 const realFetch = window.fetch;
-window.fetch = (...args) => { window.__fetches += 1;
-                              return realFetch.apply(window, args); };
+window.fetch = (...args) => {
+    window.__fetches += 1;
+    window.__inflight += 1;
+    return realFetch.apply(window, args)
+        .finally(() => { window.__inflight -= 1; });
+};
 """
 
 
