@@ -84,12 +84,12 @@ async def rescue_dead(connection: asyncpg.Connection, q: QueueConfig,
         for row in rows:
             if row["stale"]:
                 reason = (f"worker {row['id']} stopped heartbeating (over "
-                          f"{limit:g}s); job rescued")
+                          f"{limit:g}s) while running this job")
             elif row["host"] == here and not pid_alive(row["pid"]) \
                     and not (row["supervisor_pid"]
                              and pid_alive(row["supervisor_pid"])):
                 reason = (f"worker {row['id']} is gone (pid {row['pid']} "
-                          "not running); job rescued")
+                          "not running) while running this job")
             else:
                 continue
             moved = await rescue_worker(connection, q, row["id"], reason)

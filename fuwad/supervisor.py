@@ -317,6 +317,10 @@ class Supervisor:
                 self._rescuer_ended(ended, now)
                 continue
             child = self.children.pop(ended.pid, None)
+            if child is not None:
+                # Its last reports ("ready", "start") may still wait in the
+                # link: read them before judging the death.
+                self._read_link(child)
             if child is None:
                 log.warning("stranger reaped pid=%d %s", ended.pid,
                             ended.describe())
@@ -329,7 +333,8 @@ class Supervisor:
             reason = f"worker {child.worker_id} {told}"
             timed_out = dict(child.timed_out)
             self.rescues.append(Rescue(child.worker_id,
-                                       f"{reason}; job rescued", timed_out))
+                                       f"{reason} while running this job",
+                                       timed_out))
             for rescue in self.rescues:
                 if rescue.sent_to == child.pid:
                     rescue.sent_to = None  # it died first: send it again
@@ -531,9 +536,15 @@ class Supervisor:
     # The links ---------------------------------------------------------------
 
     def _reader(self, child: Child) -> Callable[[socket.socket, int], None]:
-        def on_readable(sock: socket.socket, _mask: int) -> None:
+        def on_readable(_sock: socket.socket, _mask: int) -> None:
+            self._read_link(child, once=True)
+        return on_readable
+
+    def _read_link(self, child: Child, once: bool = False) -> None:
+        """Read and act on what ``child`` reported, without blocking."""
+        while True:
             try:
-                data = sock.recv(65536)
+                data = child.link.recv(65536)
             except BlockingIOError:
                 return
             except OSError:
@@ -549,7 +560,8 @@ class Supervisor:
             if len(child.inbox) > LINK_LINE_MAX:
                 log.error("worker link flooded pid=%d", child.pid)
                 child.inbox.clear()
-        return on_readable
+            if once:
+                return
 
     def _forget_link(self, child: Child) -> None:
         try:

@@ -421,7 +421,7 @@ class Worker:
     async def _call(self, handler_cls: type[JobHandler], job: Job,
                     entry: Running) -> None:
         if isinstance(job.job_data, UndecodableData):
-            raise HandlerError(str(job.job_data))
+            raise UnusableJob(str(job.job_data))
         handler = handler_cls()
         if inspect.iscoroutinefunction(handler.handle):
             scope = asyncio.timeout(entry.timeout)
@@ -471,7 +471,8 @@ class Worker:
         else:
             text = describe_error(error)
         self.jobs_failed += 1
-        if should_retry(job.attempts, limit):
+        if should_retry(job.attempts, limit) \
+                and not isinstance(error, UnusableJob):
             # processing -> pending, attempts left, after the backoff
             base = (handler_cls.retry_delay if handler_cls else None) \
                 or q.retry_delay
@@ -757,6 +758,10 @@ class Worker:
         more = f" +{len(self.running) - 1}" if len(self.running) > 1 else ""
         setproctitle.setproctitle(
             f"{label} job {first.id} {first.job_class}{more}")
+
+
+class UnusableJob(HandlerError):
+    """A job no attempt can run, such as one whose data cannot decode."""
 
 
 class JobTimeout(Exception):
