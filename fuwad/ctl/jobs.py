@@ -16,14 +16,11 @@ to the terminal as they are.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
 import math
-import os
 import re
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -33,16 +30,14 @@ import asyncpg
 
 from fuwad import db, embedded
 from fuwad import migrate as migrations
-from fuwad.config import Config, load
+from fuwad.config import Config
+from fuwad.ctl.database import run_on_database
 from fuwad.ctl.output import (
-    EXIT_FAILED,
-    EXIT_USAGE,
-    Fail,
     emit_json,
     pairs,
     table,
 )
-from fuwad.errors import ConfigError, FuwadError, InvalidJob
+from fuwad.errors import InvalidJob
 from fuwad.handler import Job
 from fuwad.manager import (
     MAX_PAGE_SIZE,
@@ -250,37 +245,7 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
     """Wrap ``command`` so that every failure leaves as one Fail."""
 
     def run(args: argparse.Namespace) -> int:
-        try:
-            config = load(args.config)
-            code = asyncio.run(command(args, config))
-            # Inside the try: a reader gone early shows up at this flush.
-            sys.stdout.flush()
-            return code
-        except BrokenPipeError:
-            # The reader (head, a closed pager) went away: stop quietly,
-            # and keep the interpreter's last flush from complaining.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILED
-        except (InvalidJob, ConfigError) as exc:
-            raise Fail(str(exc), EXIT_USAGE) from None
-        except FuwadError as exc:
-            raise Fail(str(exc), EXIT_FAILED) from None
-        except asyncpg.UndefinedTableError:
-            raise Fail(
-                "the queue tables do not exist in this database; create "
-                "them with 'fuwactl migrate'"
-            ) from None
-        except asyncpg.PostgresError as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "no reason"
-            raise Fail(
-                f"PostgreSQL refused the command: {reason}; check the "
-                "database user's rights and the server log"
-            ) from None
-        except (OSError, asyncpg.InterfaceError) as exc:
-            raise Fail(
-                f"lost the connection to PostgreSQL: {exc}; check that "
-                "the server runs and try again"
-            ) from None
+        return run_on_database(args, command)
 
     return run
 

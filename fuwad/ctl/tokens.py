@@ -13,8 +13,6 @@ wrong.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,9 +20,9 @@ from typing import Any
 import asyncpg
 
 from fuwad import db, tokens
-from fuwad.config import Config, load
-from fuwad.ctl.output import EXIT_FAILED, EXIT_USAGE, Fail, emit_json, table
-from fuwad.errors import ConfigError, FuwadError
+from fuwad.config import Config
+from fuwad.ctl.database import run_on_database
+from fuwad.ctl.output import emit_json, table
 from fuwad.tokens import TokenError, TokenInfo
 
 Command = Callable[[argparse.Namespace, Config, asyncpg.Connection],
@@ -96,34 +94,7 @@ def _runner(command: Command) -> Callable[[argparse.Namespace], int]:
             await connection.close()
 
     def run(args: argparse.Namespace) -> int:
-        try:
-            config = load(args.config)
-            code = asyncio.run(run_async(args, config))
-            sys.stdout.flush()  # meet a closed pipe here, not at exit
-            return code
-        except BrokenPipeError:
-            # The reader (head, a closed pager) went away: stop quietly, as
-            # the queue commands do, and keep the interpreter's last flush
-            # from complaining.  Before the database branch below, as a
-            # broken pipe is an OSError too.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILED
-        except ConfigError as exc:
-            raise Fail(str(exc), EXIT_USAGE) from None
-        except FuwadError as exc:
-            raise Fail(str(exc), EXIT_FAILED) from None
-        except asyncpg.UndefinedTableError:
-            raise Fail(
-                "the queue tables do not exist in this database; create "
-                "them with 'fuwactl migrate'"
-            ) from None
-        except (asyncpg.PostgresError, asyncpg.InterfaceError,
-                OSError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "no reason"
-            raise Fail(
-                f"the database refused or dropped the command: {reason}; "
-                "check that it runs and the user's rights"
-            ) from None
+        return run_on_database(args, run_async)
 
     return run
 
