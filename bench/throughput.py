@@ -3,8 +3,9 @@
 Usage: python bench/throughput.py [--jobs N] [--concurrency 10,100]
 
 For each concurrency it pushes N no-op jobs in one bulk call, starts one
-``fuwad worker`` process (then two, at the highest concurrency), and times from the start of the worker until the
-last job is completed (the worker's own start-up included).  The ceiling is
+``fuwad worker`` process (then two, at the highest concurrency), and times
+from the start of the workers until the last job is completed (their own
+start-up included).  The ceiling is
 PostgreSQL alone doing the same moves with the same statements, batches of
 100, from one connection and no handler at all.  Every figure comes from one
 run on one database, so ratios between them hold on a noisy machine where

@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 
 from fuwad import db, embedded, migrate
-from fuwad.config import Config, DatabaseConfig, load
+from fuwad.config import Config, load
 from fuwad.manager import QueueManager
 
 TEMPLATE = f"fuwad_tpl_{os.getpid()}"
@@ -176,6 +176,3 @@ def wait_until_sync(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
-
-
-__all__ = ["DatabaseConfig", "wait_until", "wait_until_sync", "with_database"]
