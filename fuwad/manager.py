@@ -309,8 +309,13 @@ class QueueManager:
         limit: int = 50,
         queue: str | None = None,
         job_class: str | None = None,
+        max_id: int | None = None,
     ) -> tuple[list[Job], int]:
-        """Return one page of jobs, newest first, and the total matching."""
+        """Return one page of jobs, newest first, and the total matching.
+
+        With ``max_id``, only jobs up to that id: pages that hold still
+        while new jobs arrive.
+        """
         if status is not None:
             status = parse_status(status)
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
@@ -319,11 +324,12 @@ class QueueManager:
             raise InvalidJob(f"page must be at most {MAX_PAGE}, not {page}")
         size = _limit(limit)
         offset = (page - 1) * size
+        newest = None if max_id is None else _job_id(max_id)
         rows = await self._guard(self.pool.fetch(
-            queries.LIST_JOBS, status, queue, job_class, size, offset
+            queries.LIST_JOBS, status, queue, job_class, size, offset, newest
         ))
         total = await self._guard(self.pool.fetchval(
-            queries.COUNT_JOBS, status, queue, job_class
+            queries.COUNT_JOBS, status, queue, job_class, newest
         ))
         return [Job.from_row(row) for row in rows], int(total)
 

@@ -202,12 +202,15 @@ ORDER BY priority DESC, available_at, id
 LIMIT $1
 """
 
-# A page of jobs, newest first, with optional filters.
+# A page of jobs, newest first, with optional filters; only up to id $6
+# when it is given, so that a reader's later pages hold still while new
+# jobs arrive.
 LIST_JOBS = f"""
 SELECT {JOB_COLUMNS} FROM queue_jobs
 WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR queue = $2)
   AND ($3::text IS NULL OR job_class = $3)
+  AND ($6::bigint IS NULL OR id <= $6)
 ORDER BY id DESC
 LIMIT $4 OFFSET $5
 """
@@ -217,6 +220,7 @@ SELECT count(*) FROM queue_jobs
 WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR queue = $2)
   AND ($3::text IS NULL OR job_class = $3)
+  AND ($4::bigint IS NULL OR id <= $4)
 """
 
 # failed | completed -> pending, due after $2 seconds, with attempts reset.
@@ -393,23 +397,3 @@ WHERE id = $1
   AND (last_used_at IS NULL OR last_used_at < now() - interval '1 min')
 """
 
-# A page of jobs for the API, newest first, as LIST_JOBS, and only up to
-# id $6 when it is given, so that a reader's later pages hold still while
-# new jobs arrive.
-API_LIST_JOBS = f"""
-SELECT {JOB_COLUMNS} FROM queue_jobs
-WHERE ($1::text IS NULL OR status = $1)
-  AND ($2::text IS NULL OR queue = $2)
-  AND ($3::text IS NULL OR job_class = $3)
-  AND ($6::bigint IS NULL OR id <= $6)
-ORDER BY id DESC
-LIMIT $4 OFFSET $5
-"""
-
-API_COUNT_JOBS = """
-SELECT count(*) FROM queue_jobs
-WHERE ($1::text IS NULL OR status = $1)
-  AND ($2::text IS NULL OR queue = $2)
-  AND ($3::text IS NULL OR job_class = $3)
-  AND ($4::bigint IS NULL OR id <= $4)
-"""

@@ -48,7 +48,6 @@ from fuwad.http.common import (
     ApiError,
     ok,
 )
-from fuwad.manager import parse_status
 from fuwad.tokens import Identity, Role
 from fuwad.rescue import host_name
 
@@ -279,20 +278,14 @@ async def list_jobs(request: web.Request) -> web.Response:
     max_id = None
     if _query_once(request, "max_id") is not None:
         max_id = query_int(request, "max_id", None, 1, MAX_ID)
-    status = query_text(request, "status")
-    queue = query_text(request, "queue")
-    job_class = query_text(request, "job_class")
-    if status is not None:
-        try:
-            status = parse_status(status)
-        except InvalidJob as exc:
-            raise ApiError(400, str(exc)) from None
-    pool = request.app[MANAGER].pool
-    rows = await pool.fetch(queries.API_LIST_JOBS, status, queue, job_class,
-                            limit, (page - 1) * limit, max_id)
-    total = await pool.fetchval(queries.API_COUNT_JOBS, status, queue,
-                                job_class, max_id)
-    jobs = [job_dict(Job.from_row(row)) for row in rows]
+    try:
+        found, total = await request.app[MANAGER].list_jobs(
+            status=query_text(request, "status"), page=page, limit=limit,
+            queue=query_text(request, "queue"),
+            job_class=query_text(request, "job_class"), max_id=max_id)
+    except InvalidJob as exc:
+        raise ApiError(400, str(exc)) from None
+    jobs = [job_dict(job) for job in found]
     data = {"jobs": jobs, "total": int(total), "page": page, "limit": limit}
     return ok(data, f"{len(jobs)} of {total} jobs")
 
@@ -307,11 +300,18 @@ async def get_job(request: web.Request) -> web.Response:
     return ok(job_dict(job), f"job {job_id}")
 
 
-async def _status_after(request: web.Request, job_id: int) -> str:
+async def _moved(request: web.Request, job_id: int,
+                 move: Awaitable[object], verb: str) -> web.Response:
+    """Await one move of a job; answer with the status it has after."""
     try:
-        return (await request.app[MANAGER].get_job(job_id)).status
+        await move
+    except (InvalidJob, JobNotFound, InvalidMove) as exc:
+        raise _job_error(exc) from None
+    try:
+        status = (await request.app[MANAGER].get_job(job_id)).status
     except JobNotFound:
-        return "deleted"  # deleted by someone else since the move
+        status = "deleted"  # by this move, or by someone else since
+    return ok({"id": job_id, "status": status}, f"job {job_id} {verb}")
 
 
 async def retry(request: web.Request) -> web.Response:
@@ -326,35 +326,24 @@ async def retry(request: web.Request) -> web.Response:
         raise ApiError(
             400, "delay must be seconds, or text such as '+10 minutes'"
         )
-    try:
-        await request.app[MANAGER].retry(job_id, delay)
-    except (InvalidJob, JobNotFound, InvalidMove) as exc:
-        raise _job_error(exc) from None
-    status = await _status_after(request, job_id)
-    return ok({"id": job_id, "status": status}, f"job {job_id} retried")
+    return await _moved(request, job_id,
+                        request.app[MANAGER].retry(job_id, delay), "retried")
 
 
 async def cancel(request: web.Request) -> web.Response:
     """pending | processing -> cancelled."""
     body = await read_body(request, {"id": True}, '{"id": 12}')
     job_id = body_id(request, body)
-    try:
-        await request.app[MANAGER].cancel(job_id)
-    except (InvalidJob, JobNotFound, InvalidMove) as exc:
-        raise _job_error(exc) from None
-    status = await _status_after(request, job_id)
-    return ok({"id": job_id, "status": status}, f"job {job_id} cancelled")
+    return await _moved(request, job_id, request.app[MANAGER].cancel(job_id),
+                        "cancelled")
 
 
 async def delete(request: web.Request) -> web.Response:
     """Delete one job, whatever its status."""
     body = await read_body(request, {"id": True}, '{"id": 12}')
     job_id = body_id(request, body)
-    try:
-        await request.app[MANAGER].delete(job_id)
-    except (InvalidJob, JobNotFound) as exc:
-        raise _job_error(exc) from None
-    return ok({"id": job_id, "status": "deleted"}, f"job {job_id} deleted")
+    return await _moved(request, job_id, request.app[MANAGER].delete(job_id),
+                        "deleted")
 
 
 async def cleanup(request: web.Request) -> web.Response:
