@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,34 +13,10 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from fuwad import tokens
 from fuwad.config import Config
 from fuwad.http.api import merge_workers
 from fuwad.http.app import ROUTES, make_app
 from fuwad.manager import QueueManager
-from fuwad.tokens import Role
-
-
-@pytest.fixture
-def api_config(config: Config) -> Config:
-    return replace(config, auth=replace(config.auth, rate_viewer=0,
-                                        rate_admin=0, failed_rate=0))
-
-
-@pytest.fixture
-async def client(api_config: Config, dsn: str) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_app(api_config, dsn))) as c:
-        yield c
-
-
-@pytest.fixture
-async def admin(dsn: str) -> dict[str, str]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        token, _ = await tokens.create(connection, "root", Role.ADMIN)
-    finally:
-        await connection.close()
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def data(client: TestClient, path: str,

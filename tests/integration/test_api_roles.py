@@ -7,34 +7,16 @@ the endpoints that ask the daemon answer 503.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from fuwad import tokens
-from fuwad.config import Config
 from fuwad.http.api import ENDPOINTS, Endpoint
-from fuwad.http.app import make_app
 from fuwad.manager import QueueManager
 from fuwad.tokens import Role
-
-
-@pytest.fixture
-def api_config(config: Config) -> Config:
-    # No rate limit gets in the way of these tests.
-    return replace(config, auth=replace(config.auth, rate_viewer=0,
-                                        rate_operator=0, rate_admin=0,
-                                        failed_rate=0))
-
-
-@pytest.fixture
-async def client(api_config: Config, dsn: str) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(make_app(api_config, dsn))) as c:
-        yield c
 
 
 @pytest.fixture

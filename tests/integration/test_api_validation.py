@@ -11,36 +11,22 @@ from dataclasses import replace
 import asyncpg
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from fuwad import tokens
 from fuwad.config import Config
-from fuwad.http.app import ROUTES, make_app
+from fuwad.http.app import ROUTES
 from fuwad.manager import QueueManager
-from fuwad.tokens import Role
 
 BODY_LIMIT = 2048
 
 
 @pytest.fixture
-async def client(config: Config, dsn: str) -> AsyncIterator[TestClient]:
-    changed = replace(
+def api_config(config: Config) -> Config:
+    return replace(
         config,
         http=replace(config.http, max_body_bytes=BODY_LIMIT),
         auth=replace(config.auth, rate_admin=0, failed_rate=0),
     )
-    async with TestClient(TestServer(make_app(changed, dsn))) as c:
-        yield c
-
-
-@pytest.fixture
-async def admin(dsn: str) -> dict[str, str]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        token, _ = await tokens.create(connection, "root", Role.ADMIN)
-    finally:
-        await connection.close()
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def refused(response: ClientResponse, status: int) -> str:

@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fuwad.ctl import main
-from tests.integration.test_control_server import Served
+from tests.control_harness import Served
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
 
@@ -33,29 +30,11 @@ def no_fuwad_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def sockdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="fuwad-ctl-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def ini(sockdir: Path) -> Path:
     path = sockdir / "fuwad.ini"
     path.write_text(f"[control]\nsocket = {sockdir / 'fuwad.sock'}\n"
                     "client_timeout = 10\n")
     return path
-
-
-@pytest.fixture
-def served(sockdir: Path, ini: Path) -> Iterator[Served]:
-    harness = Served(sockdir / "fuwad.sock").start()
-    try:
-        yield harness
-    finally:
-        harness.stop()
 
 
 def ctl(ini: Path, *args: str) -> int:

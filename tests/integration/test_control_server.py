@@ -14,16 +14,12 @@ import logging
 import os
 import pwd
 import selectors
-import shutil
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,130 +34,7 @@ from fuwad.errors import (
     ProtocolError,
 )
 from tests.conftest import wait_until_sync
-
-TIMEOUT = 10.0
-
-
-class Target:
-    """An in-test CommandTarget: plain state, every call recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.running = True
-        self.count = 2
-        self.level = "INFO"
-        self.broken = False
-
-    def control_status(self) -> dict[str, Any]:
-        if self.broken:
-            raise RuntimeError("status exploded")
-        return {"pid": os.getpid(), "uptime_s": 3.5, "version": "0.1.0",
-                "config_file": "", "database": "postgresql://x:***@h/db",
-                "monitor_running": self.running,
-                "workers": self.control_workers(), "jobs_in_flight": 1,
-                "totals": {"completed": 5, "failed": 1}}
-
-    def control_workers(self) -> list[dict[str, Any]]:
-        return [{"index": i, "pid": 1000 + i, "state": "busy" if i else "idle",
-                 "job_id": 42 if i else None,
-                 "job_class": "app.Mail" if i else None, "jobs_done": 3,
-                 "started_s_ago": 75.0} for i in range(self.count)]
-
-    def control_scale(self, count: int) -> dict[str, Any]:
-        if count > 8:
-            raise ControlError(
-                f"cannot scale to {count}: [queue] max_workers is 8"
-            )
-        self.calls.append(("scale", count))
-        self.count = count
-        return {"workers": count}
-
-    def control_monitor_start(self) -> None:
-        self.calls.append(("monitor.start", None))
-        self.running = True
-
-    def control_monitor_stop(self) -> None:
-        self.calls.append(("monitor.stop", None))
-        self.running = False
-
-    def control_monitor_running(self) -> bool:
-        return self.running
-
-    def control_reload(self) -> None:
-        self.calls.append(("reload", None))
-
-    def control_shutdown(self, graceful_timeout: float | None) -> None:
-        self.calls.append(("shutdown", graceful_timeout))
-
-    def control_cancel(self, job_id: int) -> bool:
-        self.calls.append(("cancel", job_id))
-        return job_id == 42
-
-    def control_log_level(self, level: str) -> str:
-        self.calls.append(("log-level", level))
-        self.level = level
-        return level
-
-
-class Served:
-    """A ControlServer in a selectors loop on a thread of its own."""
-
-    def __init__(self, path: Path, *, group: str = "",
-                 idle_timeout: float = 30.0, max_line: int = 65536) -> None:
-        self.path = path
-        self.target = Target()
-        self.selector = selectors.DefaultSelector()
-        self.server = ControlServer(
-            path, group=group, target=self.target, selector=self.selector,
-            idle_timeout=idle_timeout, max_line=max_line,
-        )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> Served:
-        self.server.open()
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                for key, mask in self.selector.select(0.05):
-                    key.data(key.fileobj, mask)
-                self.server.tick()
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(TIMEOUT)
-        self.server.close()
-        self.selector.close()
-        if self.error is not None:
-            raise self.error
-
-    def client(self, timeout: float = TIMEOUT) -> ControlClient:
-        return ControlClient(self.path, timeout)
-
-
-@pytest.fixture
-def sockdir() -> Iterator[Path]:
-    """A short directory for sockets (sun_path holds 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="fuwad-ctl-", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def served(sockdir: Path) -> Iterator[Served]:
-    harness = Served(sockdir / "fuwad.sock").start()
-    try:
-        yield harness
-    finally:
-        harness.stop()
+from tests.control_harness import TIMEOUT, Served, Target, ping_as
 
 
 def raw_connect(path: Path) -> socket.socket:
@@ -517,30 +390,6 @@ def test_forked_child_closing_its_copies_leaves_the_server_serving(
 # -- who may connect -------------------------------------------------------
 
 
-def _as_user_in_child(path: Path, uid: int, gid: int,
-                      extra_groups: tuple[int, ...] = ()) -> str:
-    """Fork, become ``uid``/``gid``, ask for ping; return what happened."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no logging, no threads, leave by os._exit
-        os.close(read_end)
-        try:
-            os.setgroups(list(extra_groups))
-            os.setgid(gid)
-            os.setuid(uid)
-            answer = ControlClient(path, TIMEOUT).request("ping")
-            result = f"ok {answer['pong']}"
-        except BaseException as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        result = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return result
-
-
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="switching to nobody needs root")
 
@@ -557,7 +406,7 @@ def test_client_running_as_nobody_is_refused_and_logged(
         # nobody and the daemon.
         os.chmod(harness.path, 0o666)
         caplog.set_level(logging.WARNING, logger="fuwad.control")
-        result = _as_user_in_child(harness.path, nobody.pw_uid, nobody.pw_gid)
+        result = ping_as(harness.path, nobody.pw_uid, nobody.pw_gid)
         assert result.startswith("ControlError: nobody may not use"), result
         assert "run fuwactl as root" in result
         assert any(f"refused uid={nobody.pw_uid}" in r.getMessage()
@@ -573,7 +422,7 @@ def test_socket_file_mode_keeps_nobody_out(sockdir: Path) -> None:
     os.chmod(sockdir, 0o755)
     harness = Served(sockdir / "fuwad.sock").start()
     try:
-        result = _as_user_in_child(harness.path, nobody.pw_uid, nobody.pw_gid)
+        result = ping_as(harness.path, nobody.pw_uid, nobody.pw_gid)
         assert result.startswith("ControlError: permission denied"), result
     finally:
         harness.stop()
@@ -586,8 +435,8 @@ def test_member_of_the_configured_group_is_admitted(sockdir: Path) -> None:
     os.chmod(sockdir, 0o755)
     harness = Served(sockdir / "fuwad.sock", group=group).start()
     try:
-        result = _as_user_in_child(harness.path, nobody.pw_uid, nobody.pw_gid)
-        assert result == "ok True"
+        result = ping_as(harness.path, nobody.pw_uid, nobody.pw_gid)
+        assert result == "admitted"
     finally:
         harness.stop()
 
@@ -604,9 +453,9 @@ def test_a_process_granted_the_group_at_run_time_is_admitted(
     os.chmod(sockdir, 0o755)
     harness = Served(sockdir / "fuwad.sock", group="sys").start()
     try:
-        result = _as_user_in_child(harness.path, nobody.pw_uid,
+        result = ping_as(harness.path, nobody.pw_uid,
                                    nobody.pw_gid, (granted.gr_gid,))
-        assert result == "ok True"
+        assert result == "admitted"
     finally:
         harness.stop()
 

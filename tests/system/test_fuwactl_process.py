@@ -29,6 +29,7 @@ from fuwad.control.protocol import decode_answer
 from fuwad.db import redact
 from fuwad.errors import ControlError
 from tests.conftest import wait_until_sync
+from tests.control_harness import ping_as
 from tests.system.conftest import Daemon, command
 
 pytestmark = pytest.mark.slow
@@ -141,28 +142,6 @@ def _daemon_at(config: Config, socket_path: Path, workdir: Path,
     return made
 
 
-def _ping_as(path: Path, uid: int, gid: int) -> str:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no logging, leave by os._exit
-        os.close(read_end)
-        try:
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            ControlClient(path, 10).request("ping")
-            result = "admitted"
-        except BaseException as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as pipe:
-        result = pipe.read().decode()
-    os.waitpid(pid, 0)
-    return result
-
-
 def test_daemon_socket_withstands_crowds_garbage_and_strangers(
     config: Config, tmp_path: Path, open_dir: Path, daemons: list[Daemon]
 ) -> None:
@@ -201,10 +180,10 @@ def test_daemon_socket_withstands_crowds_garbage_and_strangers(
     if os.geteuid() != 0:
         pytest.skip("the stranger part needs root to become nobody")
     nobody = pwd.getpwnam("nobody")
-    result = _ping_as(path, nobody.pw_uid, nobody.pw_gid)
+    result = ping_as(path, nobody.pw_uid, nobody.pw_gid)
     assert result.startswith("ControlError: permission denied"), result
     os.chmod(path, 0o666)
-    result = _ping_as(path, nobody.pw_uid, nobody.pw_gid)
+    result = ping_as(path, nobody.pw_uid, nobody.pw_gid)
     assert result.startswith("ControlError: nobody may not use"), result
     wait_until_sync(lambda: f"refused uid={nobody.pw_uid}" in daemon.log(),
                     message="the refusal in the daemon's log")

@@ -12,56 +12,12 @@ import pytest
 from fuwad.control import commands
 from fuwad.control.server import Peer, admitted
 from fuwad.errors import ControlError
-
-
-class Recorder:
-    """A CommandTarget that records what it was asked."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.running = True
-
-    def control_status(self) -> dict[str, Any]:
-        self.calls.append(("status", None))
-        return {"pid": 1}
-
-    def control_workers(self) -> list[dict[str, Any]]:
-        self.calls.append(("workers", None))
-        return []
-
-    def control_scale(self, count: int) -> dict[str, Any]:
-        self.calls.append(("scale", count))
-        return {"target": count}
-
-    def control_monitor_start(self) -> None:
-        self.calls.append(("monitor.start", None))
-        self.running = True
-
-    def control_monitor_stop(self) -> None:
-        self.calls.append(("monitor.stop", None))
-        self.running = False
-
-    def control_monitor_running(self) -> bool:
-        return self.running
-
-    def control_reload(self) -> None:
-        self.calls.append(("reload", None))
-
-    def control_shutdown(self, graceful_timeout: float | None) -> None:
-        self.calls.append(("shutdown", graceful_timeout))
-
-    def control_cancel(self, job_id: int) -> bool:
-        self.calls.append(("cancel", job_id))
-        return job_id == 7
-
-    def control_log_level(self, level: str) -> str:
-        self.calls.append(("log-level", level))
-        return level
+from tests.control_harness import Target
 
 
 def test_each_command_calls_its_target_method() -> None:
-    target = Recorder()
-    assert commands.run(target, "scale", {"count": 3}) == {"target": 3}
+    target = Target()
+    assert commands.run(target, "scale", {"count": 3}) == {"workers": 3}
     assert commands.run(target, "monitor.stop", {}) == {"running": False}
     assert commands.run(target, "monitor.running", {}) == {"running": False}
     assert commands.run(target, "monitor.start", {}) == {"running": True}
@@ -69,20 +25,20 @@ def test_each_command_calls_its_target_method() -> None:
     assert commands.run(target, "shutdown", {"graceful_timeout": 2}) == {
         "stopping": True, "graceful_timeout": 2.0}
     assert commands.run(target, "shutdown", {})["graceful_timeout"] is None
-    assert commands.run(target, "cancel", {"job_id": 7}) == {
-        "job_id": 7, "stopping": True}
+    assert commands.run(target, "cancel", {"job_id": 42}) == {
+        "job_id": 42, "stopping": True}
     assert commands.run(target, "cancel", {"job_id": 8})["stopping"] is False
     assert commands.run(target, "log-level", {"level": "debug"}) == {
         "level": "DEBUG"}
     assert target.calls == [
         ("scale", 3), ("monitor.stop", None), ("monitor.start", None),
         ("reload", None), ("shutdown", 2.0), ("shutdown", None),
-        ("cancel", 7), ("cancel", 8), ("log-level", "DEBUG"),
+        ("cancel", 42), ("cancel", 8), ("log-level", "DEBUG"),
     ]
 
 
 def test_ping_answers_without_asking_the_target() -> None:
-    target = Recorder()
+    target = Target()
     answer = commands.run(target, "ping", {})
     assert answer["pong"] is True and answer["pid"] == os.getpid()
     assert target.calls == []
@@ -111,7 +67,7 @@ def test_ping_answers_without_asking_the_target() -> None:
 def test_wrong_arguments_are_refused_before_the_target_is_asked(
     cmd: str, args: dict[str, Any], message: str
 ) -> None:
-    target = Recorder()
+    target = Target()
     with pytest.raises(ControlError, match=message):
         commands.run(target, cmd, args)
     assert target.calls == []
